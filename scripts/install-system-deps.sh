@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Install the system packages the integration and browser tests need (Debian 12).
+#
+# Idempotent: only what is missing is installed, `apt-get update` runs at most once, and one
+# line per package says "present" or "installed". Needs root only when something is missing.
+#   squid-openssl    /usr/sbin/squid built --with-openssl (the plain `squid` package is GnuTLS)
+#   postgresql       server binaries /usr/lib/postgresql/*/bin/initdb
+#   socat            /usr/bin/socat
+#   chromium         /usr/bin/chromium
+#   chromium-driver  /usr/bin/chromedriver
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+
+have_squid_openssl() {
+    [[ -x /usr/sbin/squid ]] && /usr/sbin/squid -v 2>/dev/null | grep -q -- '--with-openssl'
+}
+have_postgresql() {
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+have_socat() {
+    command -v socat >/dev/null 2>&1
+}
+have_chromium() {
+    [[ -x /usr/bin/chromium ]]
+}
+have_chromium_driver() {
+    [[ -x /usr/bin/chromedriver ]] || dpkg-query -W -f='${Status}' chromium-driver 2>/dev/null \
+        | grep -q 'install ok installed'
+}
+
+# package name -> check function, in install order
+packages=(squid-openssl postgresql socat chromium chromium-driver)
+declare -A checks=(
+    [squid-openssl]=have_squid_openssl
+    [postgresql]=have_postgresql
+    [socat]=have_socat
+    [chromium]=have_chromium
+    [chromium-driver]=have_chromium_driver
+)
+
+# Another apt/dpkg run may be going on (e.g. a background install at image start): wait for it
+# rather than fighting the dpkg lock.
+wait_for_dpkg_lock() {
+    local waited=0
+    command -v fuser >/dev/null 2>&1 || return 0
+    while fuser /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock \
+        >/dev/null 2>&1; do
+        if ((waited == 0)); then
+            echo "waiting for another apt/dpkg process to finish..."
+        fi
+        sleep 2
+        waited=$((waited + 2))
+        if ((waited >= 900)); then
+            echo "error: dpkg lock still held after ${waited}s" >&2
+            return 1
+        fi
+    done
+}
+
+missing=()
+for pkg in "${packages[@]}"; do
+    if ! "${checks[$pkg]}"; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]} > 0)) && [[ -f /tmp/apt-install.log ]] \
+    && ! tail -n 1 /tmp/apt-install.log | grep -qx 'done'; then
+    # a background install announced in /tmp/apt-install.log is still running: let it finish
+    # (it ends its log with "done"), then re-check what is still missing
+    echo "waiting for the background apt install (/tmp/apt-install.log)..."
+    for _ in $(seq 1 450); do
+        tail -n 1 /tmp/apt-install.log | grep -qx 'done' && break
+        sleep 2
+    done
+    missing=()
+    for pkg in "${packages[@]}"; do
+        if ! "${checks[$pkg]}"; then
+            missing+=("$pkg")
+        fi
+    done
+fi
+
+if ((${#missing[@]} > 0)) && ((EUID != 0)); then
+    for pkg in "${packages[@]}"; do
+        if "${checks[$pkg]}"; then
+            echo "$pkg: present"
+        else
+            echo "$pkg: MISSING"
+        fi
+    done
+    echo "error: not root; install the missing packages as root:" >&2
+    echo "  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${missing[*]}" >&2
+    exit 1
+fi
+
+if ((${#missing[@]} > 0)); then
+    wait_for_dpkg_lock
+    apt-get -o DPkg::Lock::Timeout=900 update -q
+    wait_for_dpkg_lock
+    # squid-openssl conflicts with the GnuTLS `squid` package; apt replaces it
+    apt-get -o DPkg::Lock::Timeout=900 install -y -q "${missing[@]}"
+fi
+
+status=0
+for pkg in "${packages[@]}"; do
+    if "${checks[$pkg]}"; then
+        if [[ " ${missing[*]} " == *" $pkg "* ]]; then
+            echo "$pkg: installed"
+        else
+            echo "$pkg: present"
+        fi
+    else
+        echo "$pkg: FAILED (still missing after apt-get install)" >&2
+        status=1
+    fi
+done
+exit "$status"

@@ -1,0 +1,372 @@
+"""The router: for any destination, proxy or direct (or tunnel), and why. Pure: no I/O, no clock.
+
+First match wins:
+
+1. the proxy is switched off or none is configured  -> direct   ``proxy-disabled``
+2. automatic exclusions, each a named rule           -> direct   ``auto:loopback``, ``auto:svc``,
+   ``auto:svc-cluster-domain``, ``auto:kubernetes-api``, ``auto:gke-metadata``
+3. the operator's ``excluded_domains``               -> direct   ``excluded:<entry>``
+4. warehouse rules (``warehouses.yaml``)             -> per row  ``warehouse:<name>``
+5. everything else                                   -> proxy    ``default``
+
+>>> from egress.settings import Settings
+>>> router = Settings.from_proxy("http://proxy:3128", no_proxy=".corp.example").router()
+>>> router.decide("https://api.example.com/").route
+'proxy'
+>>> d = router.decide("https://git.corp.example/")
+>>> d.route, d.rule
+('direct', 'excluded:.corp.example')
+>>> router.decide("postgresql://db.example.com/app").rule
+'warehouse:postgres'
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from egress.errors import URLError
+from egress.noproxy import Entry, Host, NoProxyMatcher, canonical_host
+from egress.settings import ProxyURL, Settings
+from egress.warehouses import WAREHOUSE_BY_SCHEME, WAREHOUSES, Warehouse
+
+RouteKind = Literal["proxy", "direct", "tunnel"]
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+for _w in WAREHOUSES.values():
+    for _s in _w.schemes:
+        DEFAULT_PORTS.setdefault(_s, _w.default_port)
+
+GKE_METADATA = ("169.254.169.254", "metadata", "metadata.google.internal")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A destination as the router sees it: scheme, canonical host, effective port."""
+
+    scheme: str
+    host: Host
+    port: int | None
+    url: str
+
+    @property
+    def host_text(self) -> str:
+        """The host as it goes on the wire (IPv6 without brackets)."""
+        return str(self.host)
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if isinstance(self.host, ipaddress.IPv6Address) else str(self.host)
+        return f"{host}:{self.port}" if self.port is not None else host
+
+
+def parse_target(url: str) -> Target:
+    """Parse a destination URL. A bare ``host`` or ``host:port`` is taken as ``https://``.
+
+    >>> parse_target("HTTPS://Bücher.Example./x").authority
+    'xn--bcher-kva.example:443'
+    >>> parse_target("postgresql://u:pw@[::ffff:10.0.0.1]/db").authority
+    '10.0.0.1:5432'
+    """
+    if not isinstance(url, str) or not url:
+        raise URLError("the destination URL is empty; give a URL such as https://host/")
+    if any(ord(c) < 0x21 or c == "\x7f" for c in url):
+        raise URLError(
+            f"the destination URL {url.strip()[:80]!r} contains spaces or control characters; "
+            "remove them"
+        )
+    text = url if "://" in url else f"https://{url}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise URLError(f"the destination URL {url!r} is not valid ({exc}); fix it") from exc
+    scheme = parts.scheme.lower()
+    raw_host = parts.hostname
+    if not raw_host:
+        raise URLError(f"the destination URL {url!r} has no host; give a URL such as https://host/")
+    try:
+        host = canonical_host(raw_host)
+    except ValueError as exc:
+        raise URLError(f"the destination URL {url!r} has an invalid host: {exc}") from exc
+    return Target(scheme, host, port if port is not None else DEFAULT_PORTS.get(scheme), url)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where one connection goes, through which proxy, by which rule, and why (one sentence)."""
+
+    url: str
+    route: RouteKind
+    proxy: str | None
+    """The proxy URL with any password masked, or None when the route is direct."""
+    rule: str
+    reason: str
+    target: Target
+    proxy_url: ProxyURL | None = None
+    warehouse: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The stable JSON form: url, route, proxy, rule, reason."""
+        return {
+            "url": self.url,
+            "route": self.route,
+            "proxy": self.proxy,
+            "rule": self.rule,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One compiled rule, as ``egress explain --all-rules`` lists it."""
+
+    rule: str
+    entries: tuple[str, ...]
+    route: str
+    source: str
+    sentence: str
+
+
+@dataclass(frozen=True)
+class _AutoRule:
+    rule: str
+    matcher: NoProxyMatcher
+    source: str
+    sentence: str
+
+    @property
+    def origin(self) -> str:
+        return "built in" if self.source.startswith("built in") else f"from {self.source}"
+
+
+class Router:
+    """Compiled from :class:`~egress.settings.Settings` once; immutable; ``decide`` is pure."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        proxy = settings.proxy
+        self._active = proxy.enabled and proxy.configured
+        self._auto = tuple(self._auto_rules(settings))
+        self._excluded = NoProxyMatcher.parse(settings.excluded_domains)
+        self._warehouse_domains: dict[Entry, Warehouse] = {}
+        entries: list[Entry] = []
+        for wh in WAREHOUSES.values():
+            m = NoProxyMatcher.parse(wh.domains)
+            for entry in m.entries:
+                self._warehouse_domains[entry] = wh
+                entries.append(entry)
+        self._warehouse_matcher = NoProxyMatcher.from_entries(entries)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @staticmethod
+    def _auto_rules(settings: Settings) -> list[_AutoRule]:
+        dep = settings.deployment
+        rules = [
+            _AutoRule(
+                "auto:loopback",
+                NoProxyMatcher.parse("localhost 127.0.0.0/8 ::1"),
+                "built in",
+                "loopback addresses never leave this machine",
+            )
+        ]
+        if dep.kind == "kubernetes":
+            rules.append(
+                _AutoRule(
+                    "auto:svc",
+                    NoProxyMatcher.parse(".svc"),
+                    "built in (kubernetes)",
+                    "Kubernetes Service names (name.namespace.svc) stay inside the cluster",
+                )
+            )
+            rules.append(
+                _AutoRule(
+                    "auto:svc-cluster-domain",
+                    NoProxyMatcher.parse(f".svc.{dep.cluster_domain}"),
+                    "deployment.cluster_domain",
+                    f"Service names under .svc.{dep.cluster_domain} stay inside the cluster",
+                )
+            )
+            if dep.service_ip:
+                rules.append(
+                    _AutoRule(
+                        "auto:kubernetes-api",
+                        NoProxyMatcher.parse(dep.service_ip),
+                        dep.service_ip_source,
+                        f"{dep.service_ip} is the ClusterIP of the kubernetes API Service "
+                        f"(from {dep.service_ip_source}), reached inside the cluster",
+                    )
+                )
+        if dep.gke_workload_identity:
+            rules.append(
+                _AutoRule(
+                    "auto:gke-metadata",
+                    NoProxyMatcher.parse(GKE_METADATA),
+                    "deployment.gke_workload_identity",
+                    "GKE Workload Identity needs the metadata server reached directly",
+                )
+            )
+        return rules
+
+    # -- the decision -------------------------------------------------------------------------
+
+    def decide(self, url: str, *, warehouse: str | None = None) -> Decision:
+        """The route for ``url``. ``warehouse`` names the kind when the caller knows it."""
+        target = parse_target(url)
+        return self.decide_target(target, warehouse=warehouse)
+
+    def decide_target(self, target: Target, *, warehouse: str | None = None) -> Decision:
+        settings = self._settings
+        proxy_settings = settings.proxy
+        wh = self._warehouse_for(target, warehouse)
+        proxy = proxy_settings.for_scheme("https" if wh and wh.protocol == "tcp" else target.scheme)
+
+        def make(route: RouteKind, rule: str, reason: str, via: ProxyURL | None = None) -> Decision:
+            return Decision(
+                url=target.url,
+                route=route,
+                proxy=proxy_settings.display(via),
+                rule=rule,
+                reason=reason,
+                target=target,
+                proxy_url=via,
+                warehouse=wh.name if wh else None,
+            )
+
+        host = target.host_text
+        if not self._active:
+            if proxy_settings.configured:
+                why = "the proxy is switched off in the admin console (proxy.enabled: false)"
+            else:
+                why = "no proxy is configured"
+            return make("direct", "proxy-disabled", f"{host} goes direct because {why}.")
+
+        for auto in self._auto:
+            if auto.matcher.match(target.host, target.port) is not None:
+                return make(
+                    "direct",
+                    auto.rule,
+                    f"{host} goes direct because {auto.sentence} "
+                    f"(automatic rule {auto.rule}, {auto.origin}).",
+                )
+
+        hit = self._excluded.match(target.host, target.port)
+        if hit is not None:
+            return make(
+                "direct",
+                f"excluded:{hit.raw}",
+                f"{host} goes direct because it matches {hit.raw!r} in the excluded domains.",
+            )
+
+        if wh is not None:
+            rule = f"warehouse:{wh.name}"
+            if wh.protocol == "tcp":
+                if settings.tunnel_tcp_warehouses and proxy is not None:
+                    return make(
+                        "tunnel",
+                        rule,
+                        f"{wh.title} speaks TCP, not HTTP; egress carries it through the proxy's "
+                        "CONNECT because tunnel_tcp_warehouses is on.",
+                        proxy,
+                    )
+                return make(
+                    "direct",
+                    rule,
+                    f"{wh.why_direct}, so {host} goes direct without being listed (allow it in the "
+                    "network policy, or set tunnel_tcp_warehouses: true to carry it through "
+                    "CONNECT).",
+                )
+            if proxy is None:
+                return self._no_proxy_for_scheme(make, target)
+            if wh.route_via(proxy.scheme) == "direct":
+                return make(
+                    "direct", rule, f"{wh.why_direct}, so {host} goes direct without being listed."
+                )
+            return make(
+                "proxy",
+                rule,
+                f"{wh.why_proxy}, so {host} goes through the proxy "
+                f"{proxy_settings.display(proxy)}.",
+                proxy,
+            )
+
+        if proxy is None:
+            return self._no_proxy_for_scheme(make, target)
+        return make(
+            "proxy",
+            "default",
+            f"{host} matches no exclusion, so it goes through the proxy "
+            f"{proxy_settings.display(proxy)}.",
+            proxy,
+        )
+
+    @staticmethod
+    def _no_proxy_for_scheme(
+        make: Callable[[RouteKind, str, str], Decision], target: Target
+    ) -> Decision:
+        return make(
+            "direct",
+            "no-proxy-for-scheme",
+            f"{target.host_text} goes direct because no proxy is configured for "
+            f"{target.scheme}:// destinations.",
+        )
+
+    def _warehouse_for(self, target: Target, named: str | None) -> Warehouse | None:
+        if named is not None:
+            wh = WAREHOUSES.get(named.lower())
+            if wh is None:
+                raise URLError(
+                    f"warehouse {named!r} is not known; use one of: {', '.join(WAREHOUSES)}"
+                )
+            return wh
+        by_scheme = WAREHOUSE_BY_SCHEME.get(target.scheme)
+        if by_scheme is not None:
+            return by_scheme
+        entry = self._warehouse_matcher.match(target.host, target.port)
+        return self._warehouse_domains.get(entry) if entry is not None else None
+
+    # -- introspection ---------------------------------------------------------------------------
+
+    def rules(self) -> list[Rule]:
+        """Every compiled rule in the order they are tried: automatic first, with their source."""
+        out: list[Rule] = []
+        if not self._active:
+            out.append(
+                Rule("proxy-disabled", (), "direct", "proxy.enabled", "the proxy is switched off")
+            )
+        for auto in self._auto:
+            entries = tuple(e.raw for e in auto.matcher.entries)
+            out.append(Rule(auto.rule, entries, "direct", auto.source, auto.sentence))
+        for entry in self._excluded.entries:
+            out.append(
+                Rule(
+                    f"excluded:{entry.raw}",
+                    (entry.raw,),
+                    "direct",
+                    "excluded_domains",
+                    "listed by the operator",
+                )
+            )
+        https_proxy = self._settings.proxy.https_proxy
+        for wh in WAREHOUSES.values():
+            if wh.protocol == "tcp":
+                route = "tunnel" if self._settings.tunnel_tcp_warehouses else "direct"
+            else:
+                route = wh.route_via(https_proxy.scheme if https_proxy else "http")
+            out.append(
+                Rule(
+                    f"warehouse:{wh.name}",
+                    wh.domains or tuple(f"{s}://" for s in wh.schemes),
+                    route,
+                    "warehouses.yaml",
+                    wh.why(route),
+                )
+            )
+        out.append(Rule("default", ("*",), "proxy", "built in", "everything else"))
+        return out

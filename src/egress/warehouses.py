@@ -1,0 +1,66 @@
+"""What each data warehouse can do through a proxy: the seed's table, read from ``warehouses.yaml``.
+
+>>> WAREHOUSES["snowflake"].route_via("https")
+'direct'
+>>> WAREHOUSES["postgres"].protocol, WAREHOUSES["postgres"].default_port
+('tcp', 5432)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import yaml
+
+Route = Literal["proxy", "direct"]
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """One row of the warehouse table."""
+
+    name: str
+    title: str
+    protocol: Literal["https", "tcp"]
+    default_port: int
+    schemes: tuple[str, ...]
+    domains: tuple[str, ...]
+    via_http_proxy: Route
+    via_https_proxy: Route
+    why_proxy: str
+    why_direct: str
+
+    def route_via(self, proxy_scheme: str) -> Route:
+        """The route this warehouse takes when the proxy it would use has ``proxy_scheme``."""
+        return self.via_https_proxy if proxy_scheme == "https" else self.via_http_proxy
+
+    def why(self, route: str) -> str:
+        """The clause that says why this warehouse takes ``route``."""
+        return self.why_proxy if route == "proxy" else self.why_direct
+
+
+def _load() -> dict[str, Warehouse]:
+    text = resources.files("egress").joinpath("warehouses.yaml").read_text(encoding="utf-8")
+    table: dict[str, Warehouse] = {}
+    for name, row in yaml.safe_load(text).items():
+        table[name] = Warehouse(
+            name=name,
+            title=row["title"],
+            protocol=row["protocol"],
+            default_port=int(row["default_port"]),
+            schemes=tuple(row["schemes"]),
+            domains=tuple(row["domains"]),
+            via_http_proxy=row["via_http_proxy"],
+            via_https_proxy=row["via_https_proxy"],
+            why_proxy=" ".join(row["why_proxy"].split()),
+            why_direct=" ".join(row["why_direct"].split()),
+        )
+    return table
+
+
+WAREHOUSES: dict[str, Warehouse] = _load()
+"""Every known warehouse by name, in the order of ``warehouses.yaml``."""
+
+WAREHOUSE_BY_SCHEME: dict[str, Warehouse] = {s: w for w in WAREHOUSES.values() for s in w.schemes}
