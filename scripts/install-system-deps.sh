@@ -65,13 +65,22 @@ for pkg in "${packages[@]}"; do
     fi
 done
 
-if ((${#missing[@]} > 0)) && [[ -f /tmp/apt-install.log ]] \
-    && ! tail -n 1 /tmp/apt-install.log | grep -qx 'done'; then
-    # a background install announced in /tmp/apt-install.log is still running: let it finish
-    # (it ends its log with "done"), then re-check what is still missing
+background_apt_running() {
+    # a background install announced in /tmp/apt-install.log ends its log with "done"
+    [[ -f /tmp/apt-install.log ]] || return 1
+    tail -n 1 /tmp/apt-install.log | grep -qx 'done' && return 1
+    # a log without "done" whose apt is gone (crashed, killed) is not worth waiting for
+    if command -v fuser >/dev/null 2>&1; then
+        fuser /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock \
+            /var/cache/apt/archives/lock >/dev/null 2>&1 || return 1
+    fi
+    return 0
+}
+
+if ((${#missing[@]} > 0)) && background_apt_running; then
     echo "waiting for the background apt install (/tmp/apt-install.log)..."
     for _ in $(seq 1 450); do
-        tail -n 1 /tmp/apt-install.log | grep -qx 'done' && break
+        background_apt_running || break
         sleep 2
     done
     missing=()

@@ -15,6 +15,7 @@ from enum import IntEnum
 from typing import TextIO
 
 from egress.errors import ConfigError, EgressError, Problem
+from egress.render import KINDS, RenderOptions, renderer
 from egress.router import Decision
 from egress.settings import (
     Settings,
@@ -27,6 +28,14 @@ from egress.settings import (
 from egress.warehouses import WAREHOUSES
 
 KUBECTL_ARGS = ["get", "svc", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP}"]
+
+
+class UsageError(EgressError):
+    """The command line itself is wrong (exit 2)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class Exit(IntEnum):
@@ -82,6 +91,32 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_source(va)
     va.add_argument("--json", action="store_true", help="print one JSON object")
     va.set_defaults(func=cmd_validate)
+
+    re_ = sub.add_parser("render", help="an artifact for the operator, on stdout")
+    re_.add_argument("kind", choices=list(KINDS), metavar="KIND", help=" | ".join(KINDS))
+    _add_source(re_)
+    re_.add_argument(
+        "--format",
+        choices=["dotenv", "configmap", "secret"],
+        help="env only: dotenv (default), configmap or secret",
+    )
+    re_.add_argument("--proxy-cidr", metavar="CIDR", help="networkpolicy: the proxy's address")
+    re_.add_argument(
+        "--warehouse-cidr",
+        action="append",
+        default=[],
+        metavar="KIND=CIDR",
+        help="networkpolicy: where a warehouse that goes direct lives (repeatable)",
+    )
+    re_.add_argument("--features", metavar="LIST", help="comma-separated feature groups in scope")
+    re_.add_argument("--namespace", metavar="NS", help="Kubernetes namespace for the objects")
+    re_.set_defaults(func=cmd_render)
+
+    ca = sub.add_parser("catalog", help="destinations in scope, and the route each one takes")
+    _add_source(ca)
+    ca.add_argument("--features", metavar="LIST", help="comma-separated feature groups in scope")
+    ca.add_argument("--json", action="store_true", help="print a JSON list")
+    ca.set_defaults(func=cmd_catalog)
 
     ci = sub.add_parser(
         "cluster-ip",
@@ -215,6 +250,75 @@ def cmd_validate(args: argparse.Namespace) -> int:
         _problem_lines("error", errors, sys.stdout)
         _problem_lines("warning", warnings, sys.stdout)
     return Exit.OK if valid else Exit.INVALID
+
+
+def _features(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(t for t in text.replace(",", " ").split() if t)
+
+
+def _warehouse_cidrs(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for pair in pairs:
+        kind, sep, cidr = pair.partition("=")
+        kind = kind.strip().lower()
+        if not sep or kind not in WAREHOUSES:
+            raise UsageError(
+                f"--warehouse-cidr {pair!r} is not KIND=CIDR with a known warehouse",
+                "write e.g. --warehouse-cidr postgres=10.20.0.0/16 "
+                f"(kinds: {', '.join(WAREHOUSES)})",
+            )
+        try:
+            network = ipaddress.ip_network(cidr.strip(), strict=False)
+        except ValueError as exc:
+            raise UsageError(
+                f"--warehouse-cidr {pair!r} has {cidr!r}, which is not a CIDR",
+                "write e.g. 10.20.0.0/16",
+            ) from exc
+        out.append((kind, str(network)))
+    return tuple(out)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if args.format and args.kind != "env":
+        raise UsageError("--format applies only to render env", "drop --format")
+    if args.proxy_cidr is not None:
+        try:
+            ipaddress.ip_network(args.proxy_cidr, strict=False)
+        except ValueError as exc:
+            raise UsageError(
+                f"--proxy-cidr {args.proxy_cidr!r} is not a CIDR", "write e.g. 10.0.5.10/32"
+            ) from exc
+    options = RenderOptions(
+        format=args.format,
+        proxy_cidr=args.proxy_cidr,
+        warehouse_cidrs=_warehouse_cidrs(args.warehouse_cidr),
+        features=_features(args.features),
+        namespace=args.namespace,
+    )
+    artifact = renderer(args.kind)(settings, options)
+    sys.stdout.write(artifact.text if artifact.text.endswith("\n") else artifact.text + "\n")
+    for warning in artifact.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    return Exit.OK
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from egress.catalog import in_scope
+
+    settings = _load(args)
+    rows = in_scope(settings, _features(args.features))
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        return Exit.OK
+    width = max((len(r.destination) for r in rows), default=10)
+    for r in rows:
+        need = "required" if r.required else "optional"
+        print(f"{r.destination:<{width}}  {r.route:<6}  {r.feature:<16} {need:<8}  {r.purpose}")
+        print(f"{'':<{width}}  {'':<6}  rule {r.rule}: {r.reason}")
+    return Exit.OK
 
 
 def cmd_cluster_ip(args: argparse.Namespace) -> int:

@@ -470,13 +470,25 @@ class NoProxyMatcher:
     order without duplicates; ``ignored`` says which tokens can never match, and why.
     """
 
-    __slots__ = ("_all", "_all_index", "_domains", "_v4", "_v6", "entries", "ignored")
+    __slots__ = (
+        "_all",
+        "_all_index",
+        "_deepest",
+        "_domains",
+        "_shallowest",
+        "_v4",
+        "_v6",
+        "entries",
+        "ignored",
+    )
 
     entries: tuple[Entry, ...]
     ignored: tuple[Ignored, ...]
     _all: Entry | None
     _all_index: int
     _domains: dict[str, _Candidates]
+    _shallowest: int
+    _deepest: int
     _v4: _IPTable
     _v6: _IPTable
 
@@ -545,6 +557,9 @@ class NoProxyMatcher:
         setattr_(self, "_all", all_entry)
         setattr_(self, "_all_index", all_index)
         setattr_(self, "_domains", {d: tuple(c) for d, c in domains.items()})
+        depths = {d.count(".") + 1 for d in domains}
+        setattr_(self, "_shallowest", min(depths, default=0))
+        setattr_(self, "_deepest", max(depths, default=0))
         setattr_(self, "_v4", table(4))
         setattr_(self, "_v6", table(6))
 
@@ -560,22 +575,27 @@ class NoProxyMatcher:
             domains = self._domains
             if not domains:
                 return best
-            key = host
-            start = 0
+            # Walk the label suffixes from the right ("com", "example.com", ...), looking up
+            # only suffixes as deep as some domain entry: a handful of hash lookups at most.
+            shallowest = self._shallowest
+            deepest = self._deepest
+            end = len(host)
+            depth = 0
             while True:
-                found = domains.get(key)
-                if found is not None:
-                    for index, entry_port, entry in found:
-                        if index >= best_index:
-                            break
-                        if entry_port is None or entry_port == port:
-                            best, best_index = entry, index
-                            break
-                dot = host.find(".", start)
-                if dot < 0:
+                dot = host.rfind(".", 0, end)
+                depth += 1
+                if depth >= shallowest:
+                    found = domains.get(host[dot + 1 :])
+                    if found is not None:
+                        for index, entry_port, entry in found:
+                            if index >= best_index:
+                                break
+                            if entry_port is None or entry_port == port:
+                                best, best_index = entry, index
+                                break
+                if dot < 0 or depth >= deepest:
                     return best
-                start = dot + 1
-                key = host[start:]
+                end = dot
         number = int(host)
         if isinstance(host, ipaddress.IPv6Address):
             if number >> 32 == _V4_MAPPED_HIGH:

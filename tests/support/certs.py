@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
-
 from tests.support.names import FAKE_NAMES, LOOPBACK_NAMES
 
 PROXY_NAMES: tuple[str, ...] = ("127.0.0.1", "localhost", "::1", "proxy.test")

@@ -203,7 +203,7 @@ class _OriginServer(ThreadingHTTPServer):
                     return
                 self._track(sock, add=True)
             with contextlib.suppress(OSError):
-                self.RequestHandlerClass(sock, client_address, self)
+                _Handler(sock, client_address, self)
         finally:
             self._track(request, add=False)
             self._track(sock, add=False)

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.support.ports import LOOPBACK, free_port, wait_until
+from tests.support.processes import pid_alive
 
 #: The 8-byte SSLRequest packet (length 8, code 80877103); a TLS-enabled server answers b"S".
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
@@ -35,7 +36,9 @@ def find_bin_dir() -> Path:
     """``/usr/lib/postgresql/<newest>/bin`` (Debian layout)."""
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
     )
     if not candidates:
         raise PostgresError(
@@ -87,7 +90,7 @@ class PostgresServer:
 
     @property
     def running(self) -> bool:
-        return self.pid is not None and _alive(self.pid)
+        return self.pid is not None and pid_alive(self.pid)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -137,7 +140,7 @@ class PostgresServer:
                 lambda: _answers_ssl(self.host, self.port),
                 timeout=self.start_timeout,
                 what=f"postgres on {self.host}:{self.port} answering SSLRequest with 'S'",
-                alive=lambda: self.pid is not None and _alive(self.pid),
+                alive=lambda: self.pid is not None and pid_alive(self.pid),
             )
         except (TimeoutError, RuntimeError) as exc:
             self.stop()
@@ -151,16 +154,25 @@ class PostgresServer:
             return
         if (self.data_dir / "postmaster.pid").exists():
             self._run(
-                [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w",
-                 "-t", str(int(timeout)), "stop"],
+                [
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "stop",
+                ],
                 timeout=timeout + 10,
             )
         try:
-            wait_until(lambda: not _alive(pid), timeout=timeout, what=f"postmaster {pid} exit")
+            wait_until(lambda: not pid_alive(pid), timeout=timeout, what=f"postmaster {pid} exit")
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: not _alive(pid), timeout=10, what=f"postmaster {pid} exit")
+            wait_until(lambda: not pid_alive(pid), timeout=10, what=f"postmaster {pid} exit")
 
     def close(self) -> None:
         """Stop the server and delete the cluster."""
@@ -243,13 +255,3 @@ def _answers_ssl(host: str, port: int) -> bool:
         return ssl_request_answer(host, port, timeout=1.0) == b"S"
     except OSError:
         return False
-
-
-def _alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie (orphans may be reaped late by PID 1)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X")

@@ -329,35 +329,46 @@ class SquidProxy:
 
     # -- logs ------------------------------------------------------------------------------
 
-    def access_log_lines(self, *, include_probes: bool = False) -> list[AccessLogLine]:
+    def access_log_mark(self) -> int:
+        """Number of complete lines in ``access.log`` now; pass it as ``since=`` later."""
+        return len(_complete_lines(self.access_log_path))
+
+    def access_log_lines(
+        self, *, since: int = 0, include_probes: bool = False
+    ) -> list[AccessLogLine]:
         """Parsed ``access.log`` lines, oldest first, over every start of this instance.
 
         Squid writes a line when a transaction *ends*: a CONNECT tunnel shows up only after
-        the client closed it (see :meth:`wait_for_access_log`). Port readiness probes are left
-        out unless ``include_probes``.
+        the client closed it (see :meth:`wait_for_access_log`). ``since`` skips the lines that
+        were there at :meth:`access_log_mark`. Port readiness probes are left out unless
+        ``include_probes``.
         """
-        lines = [
-            parse_access_log_line(raw)
-            for raw in _read(self.access_log_path).splitlines()
-            if raw.strip()
-        ]
+        raw_lines = _complete_lines(self.access_log_path)[since:]
+        lines = [parse_access_log_line(raw) for raw in raw_lines if raw.strip()]
         return [line for line in lines if include_probes or not line.is_probe]
 
     def wait_for_access_log(
-        self, predicate: Callable[[AccessLogLine], bool], timeout: float = 5.0
+        self,
+        predicate: Callable[[AccessLogLine], bool],
+        *,
+        since: int = 0,
+        timeout: float = 5.0,
     ) -> AccessLogLine:
-        """Wait for (and return) the first access.log line matching ``predicate``."""
+        """Wait for (and return) the first access.log line after ``since`` matching ``predicate``.
+
+        Raises ``AssertionError`` with the last lines of the log when none shows up in time.
+        """
         found: list[AccessLogLine] = []
 
         def matched() -> bool:
-            found[:] = [line for line in self.access_log_lines() if predicate(line)]
+            found[:] = [line for line in self.access_log_lines(since=since) if predicate(line)]
             return bool(found)
 
         try:
             wait_until(matched, timeout=timeout, what="a matching access.log line")
         except TimeoutError as exc:
-            seen = "\n".join(_read(self.access_log_path).splitlines()[-20:])
-            raise AssertionError(f"{exc}; last access.log lines:\n{seen}") from None
+            seen = "\n".join(_complete_lines(self.access_log_path)[since:][-20:])
+            raise AssertionError(f"{exc}; access.log since the mark:\n{seen}") from None
         return found[0]
 
     def cache_log_tail(self, lines: int = 30) -> str:
@@ -433,6 +444,14 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _complete_lines(path: Path) -> list[str]:
+    """Lines of ``path`` without a last line still being written (no trailing newline)."""
+    text = _read(path)
+    lines = text.splitlines()
+    if text and not text.endswith("\n"):
+        lines.pop()
+    return lines
+
+
 def _tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
-
