@@ -23,6 +23,7 @@ First match wins:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -40,6 +41,7 @@ for _w in WAREHOUSES.values():
     for _s in _w.schemes:
         DEFAULT_PORTS.setdefault(_s, _w.default_port)
 
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 GKE_METADATA = ("169.254.169.254", "metadata", "metadata.google.internal")
 
 
@@ -73,7 +75,7 @@ def parse_target(url: str) -> Target:
     """
     if not isinstance(url, str) or not url:
         raise URLError("the destination URL is empty; give a URL such as https://host/")
-    if any(ord(c) < 0x21 or c == "\x7f" for c in url):
+    if _UNSAFE.search(url):
         raise URLError(
             f"the destination URL {url.strip()[:80]!r} contains spaces or control characters; "
             "remove them"
@@ -151,6 +153,9 @@ class Router:
         proxy = settings.proxy
         self._active = proxy.enabled and proxy.configured
         self._auto = tuple(self._auto_rules(settings))
+        # One matcher for every automatic rule, so a decision costs one lookup for all of them.
+        self._auto_by_entry = {e: rule for rule in self._auto for e in rule.matcher.entries}
+        self._auto_matcher = NoProxyMatcher.from_entries(self._auto_by_entry)
         self._excluded = NoProxyMatcher.parse(settings.excluded_domains)
         self._warehouse_domains: dict[Entry, Warehouse] = {}
         entries: list[Entry] = []
@@ -247,14 +252,15 @@ class Router:
                 why = "no proxy is configured"
             return make("direct", "proxy-disabled", f"{host} goes direct because {why}.")
 
-        for auto in self._auto:
-            if auto.matcher.match(target.host, target.port) is not None:
-                return make(
-                    "direct",
-                    auto.rule,
-                    f"{host} goes direct because {auto.sentence} "
-                    f"(automatic rule {auto.rule}, {auto.origin}).",
-                )
+        auto_hit = self._auto_matcher.match(target.host, target.port)
+        if auto_hit is not None:
+            auto = self._auto_by_entry[auto_hit]
+            return make(
+                "direct",
+                auto.rule,
+                f"{host} goes direct because {auto.sentence} "
+                f"(automatic rule {auto.rule}, {auto.origin}).",
+            )
 
         hit = self._excluded.match(target.host, target.port)
         if hit is not None:
