@@ -74,6 +74,12 @@ _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 _OCT_DIGITS: Final = frozenset("01234567")
 _MAX_NAME: Final = 253
 _MAX_LABEL: Final = 63
+# Fast paths of canonical_host for the hosts seen nearly always: a plain ASCII name whose last
+# label starts with a letter (so it cannot be a WHATWG number), and a dotted quad without
+# leading zeros. Anything else takes the full path; both give the same answer for these.
+_PLAIN_NAME: Final = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z_-][a-z0-9_-]{0,62}\.?")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _V4_MAPPED_HIGH: Final = 0xFFFF  # int(::ffff:a.b.c.d) >> 32
 _NO_INDEX: Final = sys.maxsize
 
@@ -189,6 +195,19 @@ def canonical_host(raw: str) -> Host:
     >>> canonical_host("[fe80::1%25eth0]"), canonical_host("Bücher.Example.")
     (IPv6Address('fe80::1'), 'xn--bcher-kva.example')
     """
+    if raw.isascii():
+        low = raw.lower()
+        if _PLAIN_NAME.fullmatch(low) and len(low) <= _MAX_NAME + 1:
+            name = low[:-1] if low.endswith(".") else low
+            if len(name) <= _MAX_NAME:
+                return name
+        elif _DOTTED_QUAD.fullmatch(low):
+            return ipaddress.IPv4Address(low)
+    return _canonical_host_full(raw)
+
+
+def _canonical_host_full(raw: str) -> Host:
+    """``canonical_host`` without its fast paths (tests check that both agree)."""
     problem = _forbidden_character(raw) if raw else "is empty"
     if problem is None:
         host = raw

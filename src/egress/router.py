@@ -83,13 +83,22 @@ def parse_target(url: str) -> Target:
     text = url if "://" in url else f"https://{url}"
     try:
         parts = urlsplit(text)
-        port = parts.port
     except ValueError as exc:
         raise URLError(f"the destination URL {url!r} is not valid ({exc}); fix it") from exc
     scheme = parts.scheme.lower()
-    raw_host = parts.hostname
+    hostport = parts.netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        raw_host, _, rest = hostport[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else rest
+    else:
+        raw_host, _, port_text = hostport.partition(":")
     if not raw_host:
         raise URLError(f"the destination URL {url!r} has no host; give a URL such as https://host/")
+    port: int | None = None
+    if port_text:
+        if not (port_text.isdigit() and port_text.isascii() and int(port_text) <= 65535):
+            raise URLError(f"the destination URL {url!r} has an invalid port; use 1-65535")
+        port = int(port_text)
     try:
         host = canonical_host(raw_host)
     except ValueError as exc:
@@ -153,18 +162,33 @@ class Router:
         proxy = settings.proxy
         self._active = proxy.enabled and proxy.configured
         self._auto = tuple(self._auto_rules(settings))
-        # One matcher for every automatic rule, so a decision costs one lookup for all of them.
-        self._auto_by_entry = {e: rule for rule in self._auto for e in rule.matcher.entries}
-        self._auto_matcher = NoProxyMatcher.from_entries(self._auto_by_entry)
+        self._shown = {
+            p: proxy.display(p) for p in (proxy.http_proxy, proxy.https_proxy) if p is not None
+        }
         self._excluded = NoProxyMatcher.parse(settings.excluded_domains)
-        self._warehouse_domains: dict[Entry, Warehouse] = {}
-        entries: list[Entry] = []
+        # One matcher holds every host rule in priority order (automatic, excluded, warehouse
+        # domains); it returns the earliest entry that matches, which is first-match-wins, so a
+        # decision costs one lookup whatever the number of rules.
+        self._owners: dict[Entry, _AutoRule | Warehouse | None] = {}
+        seen: set[tuple[str, str, int | None]] = set()
+        ordered: list[Entry] = []
+
+        def add(entry: Entry, owner: _AutoRule | Warehouse | None) -> None:
+            key = (entry.kind, entry.value, entry.port)
+            if key not in seen:
+                seen.add(key)
+                self._owners[entry] = owner
+                ordered.append(entry)
+
+        for auto in self._auto:
+            for entry in auto.matcher.entries:
+                add(entry, auto)
+        for entry in self._excluded.entries:
+            add(entry, None)
         for wh in WAREHOUSES.values():
-            m = NoProxyMatcher.parse(wh.domains)
-            for entry in m.entries:
-                self._warehouse_domains[entry] = wh
-                entries.append(entry)
-        self._warehouse_matcher = NoProxyMatcher.from_entries(entries)
+            for entry in NoProxyMatcher.parse(wh.domains).entries:
+                add(entry, wh)
+        self._matcher = NoProxyMatcher.from_entries(ordered)
 
     @property
     def settings(self) -> Settings:
@@ -229,19 +253,23 @@ class Router:
     def decide_target(self, target: Target, *, warehouse: str | None = None) -> Decision:
         settings = self._settings
         proxy_settings = settings.proxy
-        wh = self._warehouse_for(target, warehouse)
+        hit = self._matcher.match(target.host, target.port)
+        owner = self._owners[hit] if hit is not None else None
+        wh = self._warehouse_for(target, warehouse, owner)
         proxy = proxy_settings.for_scheme("https" if wh and wh.protocol == "tcp" else target.scheme)
+
+        shown = self._shown
 
         def make(route: RouteKind, rule: str, reason: str, via: ProxyURL | None = None) -> Decision:
             return Decision(
-                url=target.url,
-                route=route,
-                proxy=proxy_settings.display(via),
-                rule=rule,
-                reason=reason,
-                target=target,
-                proxy_url=via,
-                warehouse=wh.name if wh else None,
+                target.url,
+                route,
+                shown.get(via) if via is not None else None,
+                rule,
+                reason,
+                target,
+                via,
+                wh.name if wh else None,
             )
 
         host = target.host_text
@@ -252,9 +280,8 @@ class Router:
                 why = "no proxy is configured"
             return make("direct", "proxy-disabled", f"{host} goes direct because {why}.")
 
-        auto_hit = self._auto_matcher.match(target.host, target.port)
-        if auto_hit is not None:
-            auto = self._auto_by_entry[auto_hit]
+        if isinstance(owner, _AutoRule):
+            auto = owner
             return make(
                 "direct",
                 auto.rule,
@@ -262,8 +289,7 @@ class Router:
                 f"(automatic rule {auto.rule}, {auto.origin}).",
             )
 
-        hit = self._excluded.match(target.host, target.port)
-        if hit is not None:
+        if hit is not None and owner is None:
             return make(
                 "direct",
                 f"excluded:{hit.raw}",
@@ -297,8 +323,7 @@ class Router:
             return make(
                 "proxy",
                 rule,
-                f"{wh.why_proxy}, so {host} goes through the proxy "
-                f"{proxy_settings.display(proxy)}.",
+                f"{wh.why_proxy}, so {host} goes through the proxy {shown.get(proxy)}.",
                 proxy,
             )
 
@@ -307,8 +332,7 @@ class Router:
         return make(
             "proxy",
             "default",
-            f"{host} matches no exclusion, so it goes through the proxy "
-            f"{proxy_settings.display(proxy)}.",
+            f"{host} matches no exclusion, so it goes through the proxy {shown.get(proxy)}.",
             proxy,
         )
 
@@ -323,7 +347,10 @@ class Router:
             f"{target.scheme}:// destinations.",
         )
 
-    def _warehouse_for(self, target: Target, named: str | None) -> Warehouse | None:
+    @staticmethod
+    def _warehouse_for(
+        target: Target, named: str | None, owner: _AutoRule | Warehouse | None
+    ) -> Warehouse | None:
         if named is not None:
             wh = WAREHOUSES.get(named.lower())
             if wh is None:
@@ -334,8 +361,7 @@ class Router:
         by_scheme = WAREHOUSE_BY_SCHEME.get(target.scheme)
         if by_scheme is not None:
             return by_scheme
-        entry = self._warehouse_matcher.match(target.host, target.port)
-        return self._warehouse_domains.get(entry) if entry is not None else None
+        return owner if isinstance(owner, Warehouse) else None
 
     # -- introspection ---------------------------------------------------------------------------
 
