@@ -1,0 +1,378 @@
+"""Kubernetes NetworkPolicy objects that let the platform's pods reach only what their routes need.
+
+One ``networking.k8s.io/v1`` NetworkPolicy per rule, all selecting the same pods, all with
+``policyTypes: [Egress]``:
+
+- ``dns``: kube-dns in kube-system, UDP and TCP 53;
+- ``proxy``: the customer's proxy (its IP when the URL names one, else ``--proxy-cidr``), on the
+  port of its URL; both proxies when http and https differ;
+- ``in-cluster``: every pod of the same namespace (``in_cluster=False`` leaves it out);
+- ``warehouse:<kind>``: each warehouse the router sends direct, on its port, to the CIDRs given
+  with ``--warehouse-cidr KIND=CIDR`` (never 0.0.0.0/0 unless the operator gives it);
+- ``auto:gke-metadata``: the GKE metadata server, with Workload Identity.
+
+Kubernetes denies everything else by itself: once any policy with ``Egress`` in its
+``policyTypes`` selects a pod, that pod may only open connections some such policy allows (the
+union of them all). Each object says which rule it serves in its ``egress.dev/rule`` and
+``egress.dev/reason`` annotations and in a YAML comment.
+
+>>> from egress.settings import Settings
+>>> art = render(Settings.from_proxy("http://10.0.5.10:3128", env={}), RenderOptions())
+>>> [line for line in art.text.splitlines() if line.startswith("  name:")]
+['  name: egress-dns', '  name: egress-proxy', '  name: egress-in-cluster']
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from egress.noproxy import NoProxyMatcher
+from egress.render import Artifact, RenderOptions
+from egress.router import Router
+from egress.settings import ProxyURL, Settings
+from egress.warehouses import WAREHOUSES, Warehouse
+
+__all__ = ["GKE_METADATA_ENDPOINTS", "Policy", "policies", "render"]
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "egress"}
+RULE_ANNOTATION = "egress.dev/rule"
+REASON_ANNOTATION = "egress.dev/reason"
+
+KUBE_DNS_PEER: dict[str, Any] = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+
+GKE_METADATA_ENDPOINTS: tuple[tuple[str, int], ...] = (
+    ("169.254.169.254/32", 80),
+    ("169.254.169.252/32", 988),
+)
+"""The GKE metadata server: 169.254.169.254:80 with Dataplane V2, 169.254.169.252:988 without."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One NetworkPolicy: the rule it serves, why, the comment above it, and the object."""
+
+    rule: str
+    reason: str
+    comment: tuple[str, ...]
+    body: dict[str, Any]
+
+
+def _cidr_of(host: str) -> str | None:
+    """``host/32`` (or ``/128``) when the proxy host is an IP literal, else None."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return f"{address}/{address.max_prefixlen}"
+
+
+def _probe_url(wh: Warehouse) -> str:
+    """A URL the router sees as this warehouse, whatever its protocol."""
+    scheme = "https" if wh.protocol == "https" else wh.schemes[0]
+    host = "warehouse.invalid"
+    if wh.domains:
+        domain = wh.domains[0]
+        host = f"warehouse{domain}" if domain.startswith(".") else domain
+    return f"{scheme}://{host}/"
+
+
+class _Builder:
+    def __init__(
+        self,
+        settings: Settings,
+        options: RenderOptions,
+        pod_labels: Mapping[str, str] | None,
+        in_cluster: bool,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.pod_labels = dict(pod_labels or {})
+        self.in_cluster = in_cluster
+        self.warnings: list[str] = []
+        self.policies: list[Policy] = []
+
+    # -- one object ----------------------------------------------------------------------------
+
+    def add(
+        self, suffix: str, rule: str, reason: str, comment: Sequence[str], egress: list[Any]
+    ) -> None:
+        metadata: dict[str, Any] = {"name": f"{self.options.name}-{suffix}"}
+        if self.options.namespace:
+            metadata["namespace"] = self.options.namespace
+        metadata["labels"] = dict(MANAGED_BY)
+        metadata["annotations"] = {RULE_ANNOTATION: rule, REASON_ANNOTATION: reason}
+        selector: dict[str, Any] = {"matchLabels": self.pod_labels} if self.pod_labels else {}
+        body = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": metadata,
+            "spec": {"podSelector": selector, "policyTypes": ["Egress"], "egress": egress},
+        }
+        self.policies.append(Policy(rule, reason, (f"rule {rule}: {reason}", *comment), body))
+
+    # -- the rules -----------------------------------------------------------------------------
+
+    def dns(self) -> None:
+        self.add(
+            "dns",
+            "dns",
+            "Every pod resolves names through kube-dns, including the proxy's name.",
+            (
+                "kube-dns (CoreDNS) in kube-system, UDP and TCP 53. With NodeLocal DNSCache, or a "
+                "DNS that listens elsewhere (OpenShift: port 5353), add that address and port.",
+            ),
+            [{"to": [KUBE_DNS_PEER], "ports": [_port("UDP", 53), _port("TCP", 53)]}],
+        )
+
+    def proxy(self) -> None:
+        proxy = self.settings.proxy
+        urls: list[ProxyURL] = []
+        for url in (proxy.http_proxy, proxy.https_proxy):
+            if url is not None and url not in urls:
+                urls.append(url)
+        if not urls:
+            return
+        given = self.options.proxy_cidr
+        given_net = ipaddress.ip_network(given, strict=False) if given else None
+        targets: dict[str, list[int]] = {}
+        missing: list[str] = []
+        for url in urls:
+            cidr = _cidr_of(url.host)
+            if cidr is not None:
+                address = ipaddress.ip_address(url.host)
+                if given_net is not None and address not in given_net:
+                    self.warnings.append(
+                        f"--proxy-cidr {given} does not contain the proxy's address {url.host}; "
+                        f"the proxy rule allows {cidr}, taken from the proxy URL"
+                    )
+            elif given_net is not None:
+                cidr = str(given_net)
+            else:
+                missing.append(str(url))
+                continue
+            ports = targets.setdefault(cidr, [])
+            if url.port not in ports:
+                ports.append(url.port)
+        if missing:
+            self.warnings.append(
+                f"the proxy rule needs --proxy-cidr: the proxy {', '.join(missing)} is named by "
+                "host name and a NetworkPolicy can only allow addresses, so no rule lets the "
+                "pods reach it (give the proxy's address, e.g. --proxy-cidr 10.0.5.10/32)"
+            )
+        if not targets:
+            return
+        shown = ", ".join(proxy.display(u) or "" for u in urls)
+        reason = (
+            f"Every destination that is not excluded goes through the proxy {shown}, on "
+            "the port of its URL."
+        )
+        egress = [
+            {"to": [{"ipBlock": {"cidr": cidr}}], "ports": [_port("TCP", p) for p in ports]}
+            for cidr, ports in targets.items()
+        ]
+        comment = [f"{cidr} TCP {', '.join(map(str, ports))}" for cidr, ports in targets.items()]
+        if self.settings.tunnel_tcp_warehouses:
+            comment.append("PostgreSQL and Redshift ride this rule too (tunnel_tcp_warehouses).")
+        self.add("proxy", "proxy", reason, comment, egress)
+
+    def cluster(self) -> None:
+        if not self.in_cluster:
+            return
+        self.add(
+            "in-cluster",
+            "in-cluster",
+            "The platform's components talk to each other inside the namespace, never through "
+            "the proxy (.svc names go direct).",
+            (
+                "Every pod of this namespace, every port. Services in other namespaces need their "
+                "own rule, and so does the Kubernetes API: policies see the API server's endpoint "
+                "addresses (kubectl get endpoints kubernetes -n default), not its ClusterIP.",
+            ),
+            [{"to": [{"podSelector": {}}]}],
+        )
+
+    def gke_metadata(self, router: Router) -> None:
+        if not self.settings.deployment.gke_workload_identity:
+            return
+        decision = router.decide("http://169.254.169.254/")
+        if decision.route != "direct":
+            return
+        self.add(
+            "gke-metadata",
+            "auto:gke-metadata",
+            "GKE Workload Identity needs the metadata server reached directly.",
+            (
+                "169.254.169.254:80 is the GKE metadata server with Dataplane V2, "
+                "169.254.169.252:988 without it (GKE's Workload Identity documentation).",
+            ),
+            [
+                {"to": [{"ipBlock": {"cidr": cidr}}], "ports": [_port("TCP", port)]}
+                for cidr, port in GKE_METADATA_ENDPOINTS
+            ],
+        )
+
+    def warehouses(self, router: Router) -> None:
+        cidrs: dict[str, list[str]] = {}
+        for kind, cidr in self.options.warehouse_cidrs:
+            listed = cidrs.setdefault(kind, [])
+            if cidr not in listed:
+                listed.append(cidr)
+        kinds = list(self.settings.warehouses)
+        for kind in cidrs:
+            if kind not in kinds and kind in WAREHOUSES:
+                kinds.append(kind)
+                self.warnings.append(
+                    f"--warehouse-cidr {kind}=... names a warehouse that is not in the settings' "
+                    "warehouses; its rule is rendered anyway"
+                )
+        for kind in cidrs:
+            if kind not in WAREHOUSES:
+                self.warnings.append(f"--warehouse-cidr {kind}=... names no known warehouse")
+        for kind in kinds:
+            wh = WAREHOUSES[kind]
+            decision = router.decide(_probe_url(wh), warehouse=kind)
+            given = cidrs.get(kind, [])
+            if decision.route != "direct":
+                if given:
+                    how = "is tunnelled through" if decision.route == "tunnel" else "goes through"
+                    self.warnings.append(
+                        f"--warehouse-cidr {kind}={','.join(given)} is ignored: {wh.title} "
+                        f"{how} the proxy, which the proxy rule already allows"
+                    )
+                continue
+            if not given:
+                self.warnings.append(
+                    f"{wh.title} goes direct (TCP {wh.default_port}) but no --warehouse-cidr "
+                    f"{kind}=CIDR was given, so no rule allows it and these policies deny it"
+                )
+                continue
+            if decision.rule == f"warehouse:{kind}":
+                why = wh.why_direct
+            elif decision.rule == "proxy-disabled":
+                why = "No proxy is configured"
+            else:
+                why = f"Rule {decision.rule} sends every such connection direct"
+            reason = f"{why}, so {wh.title} goes direct, to TCP {wh.default_port}."
+            self.add(
+                f"warehouse-{kind}",
+                f"warehouse:{kind}",
+                reason,
+                (
+                    f"{', '.join(given)} TCP {wh.default_port} (from --warehouse-cidr); change the "
+                    "port here if the warehouse listens elsewhere.",
+                ),
+                [
+                    {
+                        "to": [{"ipBlock": {"cidr": cidr}} for cidr in given],
+                        "ports": [_port("TCP", wh.default_port)],
+                    }
+                ],
+            )
+
+    def excluded_notice(self, router: Router) -> None:
+        raws: list[str] = []
+        for entry in NoProxyMatcher.parse(self.settings.excluded_domains).entries:
+            host = entry.value.split("/")[0]
+            if entry.kind == "all":
+                raws.append(entry.raw)
+                continue
+            probe = f"[{host}]" if ":" in host else host
+            rule = router.decide(f"http://{probe}:{entry.port or 80}/").rule
+            if not rule.startswith("auto:"):  # loopback and .svc never meet a NetworkPolicy
+                raws.append(entry.raw)
+        if raws:
+            self.warnings.append(
+                f"excluded_domains ({', '.join(raws)}) go direct, and no rule here allows them: "
+                "a NetworkPolicy cannot name hosts, so add a rule for their addresses if the "
+                "platform reaches them"
+            )
+
+
+def _port(protocol: str, port: int) -> dict[str, Any]:
+    return {"protocol": protocol, "port": port}
+
+
+def policies(
+    settings: Settings,
+    options: RenderOptions,
+    *,
+    pod_labels: Mapping[str, str] | None = None,
+    in_cluster: bool = True,
+) -> tuple[list[Policy], list[str]]:
+    """The policies for ``settings`` and the warnings about what they cannot allow.
+
+    The routes are those with the proxy switched on: the admin-console switch changes at run
+    time, a NetworkPolicy does not.
+    """
+    proxy = settings.proxy
+    b = _Builder(settings, options, pod_labels, in_cluster)
+    if settings.deployment.kind != "kubernetes":
+        b.warnings.append(
+            f"deployment.kind is {settings.deployment.kind}: NetworkPolicy applies only to "
+            "Kubernetes"
+        )
+    if not proxy.configured:
+        b.warnings.append(
+            "no proxy is configured, so every connection goes direct; these policies allow only "
+            "DNS, in-cluster traffic and the warehouses given with --warehouse-cidr, and deny "
+            "the rest"
+        )
+    elif not proxy.enabled:
+        b.warnings.append(
+            "the proxy is switched off (proxy.enabled: false), so every connection goes direct "
+            "and these policies deny it; they describe the routes with the proxy switched on"
+        )
+    router = settings.with_enabled(True).router() if proxy.configured else settings.router()
+    b.dns()
+    b.proxy()
+    b.cluster()
+    b.gke_metadata(router)
+    b.warehouses(router)
+    b.excluded_notice(router)
+    return b.policies, b.warnings
+
+
+def _comment(lines: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for line in lines:
+        out += textwrap.wrap(line, width=96, break_on_hyphens=False) or [""]
+    return [f"# {line}".rstrip() for line in out]
+
+
+def render(
+    settings: Settings,
+    options: RenderOptions,
+    *,
+    pod_labels: Mapping[str, str] | None = None,
+    in_cluster: bool = True,
+) -> Artifact:
+    """Multi-document YAML: one NetworkPolicy per rule, each after a comment naming it."""
+    items, warnings = policies(settings, options, pod_labels=pod_labels, in_cluster=in_cluster)
+    selected = (
+        ", ".join(f"{k}={v}" for k, v in pod_labels.items())
+        if pod_labels
+        else "every pod of the namespace"
+    )
+    lines = _comment(
+        [
+            "egress render networkpolicy: what the platform's pods may connect to.",
+            f"Rendered from {settings.source}; pods selected: {selected}.",
+            "Deny the rest: once a policy with Egress in its policyTypes selects a pod, Kubernetes "
+            "allows that pod only the connections some such policy allows (their union), so "
+            "everything not below is denied. Other policies selecting the same pods add to it.",
+        ]
+    )
+    for item in items:
+        lines.append("---")
+        lines += _comment(item.comment)
+        lines.append(yaml.safe_dump(item.body, sort_keys=False, width=1000).rstrip())
+    return Artifact("\n".join(lines) + "\n", tuple(warnings))
