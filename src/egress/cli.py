@@ -110,6 +110,19 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     re_.add_argument("--features", metavar="LIST", help="comma-separated feature groups in scope")
     re_.add_argument("--namespace", metavar="NS", help="Kubernetes namespace for the objects")
+    re_.add_argument(
+        "--pod-selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="networkpolicy: select the platform's pods by this label (repeatable)",
+    )
+    re_.add_argument(
+        "--in-cluster",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="networkpolicy: allow traffic between the namespace's pods (default: on)",
+    )
     re_.set_defaults(func=cmd_render)
 
     ca = sub.add_parser("catalog", help="destinations in scope, and the route each one takes")
@@ -280,6 +293,19 @@ def _warehouse_cidrs(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _labels(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(
+                f"--pod-selector {pair!r} is not KEY=VALUE",
+                "write e.g. --pod-selector app.kubernetes.io/part-of=carto",
+            )
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     settings = _load(args)
     if args.format and args.kind != "env":
@@ -297,6 +323,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         warehouse_cidrs=_warehouse_cidrs(args.warehouse_cidr),
         features=_features(args.features),
         namespace=args.namespace,
+        pod_labels=_labels(args.pod_selector),
+        in_cluster=args.in_cluster,
     )
     artifact = renderer(args.kind)(settings, options)
     sys.stdout.write(artifact.text if artifact.text.endswith("\n") else artifact.text + "\n")

@@ -245,3 +245,53 @@ def test_console_script_is_installed() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["route"] == "proxy"
+
+
+def test_render_networkpolicy_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    code, out, _ = run(
+        capsys,
+        "render",
+        "networkpolicy",
+        "--config",
+        str(EXAMPLE),
+        "--pod-selector",
+        "app=carto",
+        "--no-in-cluster",
+        "--warehouse-cidr",
+        "postgres=10.20.0.0/16",
+    )
+    assert code == 0
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    names = {d["metadata"]["name"] for d in docs}
+    assert "egress-in-cluster" not in names
+    assert all(d["spec"]["podSelector"] == {"matchLabels": {"app": "carto"}} for d in docs)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(
+            ["render", "networkpolicy", "--warehouse-cidr", "oracle=10.0.0.0/8"],
+            id="unknown-warehouse",
+        ),
+        pytest.param(
+            ["render", "networkpolicy", "--warehouse-cidr", "postgres=10.0.0.0/33"], id="bad-cidr"
+        ),
+        pytest.param(["render", "networkpolicy", "--proxy-cidr", "proxy.corp"], id="proxy-cidr"),
+        pytest.param(["render", "networkpolicy", "--pod-selector", "app"], id="selector"),
+        pytest.param(["render", "helm", "--format", "secret"], id="format-not-env"),
+        pytest.param(["render", "yaml"], id="unknown-kind"),
+    ],
+)
+def test_render_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, *argv, "--config", str(EXAMPLE))
+    assert code == 2 and out == "" and "error" in err
+
+
+def test_render_invalid_settings_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "egress.yaml"
+    cfg.write_text("proxy:\n  url: socks5://p:1080\n")
+    code, out, err = run(capsys, "render", "env", "--config", str(cfg))
+    assert code == 3 and out == "" and "socks5" in err

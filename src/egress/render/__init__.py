@@ -26,6 +26,10 @@ class RenderOptions:
     features: tuple[str, ...] | None = None
     """catalog scope; None means the settings' own ``features``."""
     namespace: str | None = None
+    pod_labels: tuple[tuple[str, str], ...] = ()
+    """networkpolicy: select the platform's pods by these labels (default: every pod)."""
+    in_cluster: bool = True
+    """networkpolicy: allow traffic between the pods of the namespace."""
     name: str = "egress"
 
 

@@ -356,6 +356,9 @@ def render(
     in_cluster: bool = True,
 ) -> Artifact:
     """Multi-document YAML: one NetworkPolicy per rule, each after a comment naming it."""
+    if pod_labels is None and options.pod_labels:
+        pod_labels = dict(options.pod_labels)
+    in_cluster = in_cluster and options.in_cluster
     items, warnings = policies(settings, options, pod_labels=pod_labels, in_cluster=in_cluster)
     selected = (
         ", ".join(f"{k}={v}" for k, v in pod_labels.items())
