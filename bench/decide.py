@@ -95,10 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per timing round")
     args = parser.parse_args(argv)
 
-    print(f"python {platform.python_version()}, requests {requests.__version__}, "
-          f"{platform.machine()}, {os.cpu_count()} cores")
-    print(f"{'entries':>8}  {'egress decide':>14}  {'urllib bypass':>14}  "
-          f"{'requests bypass':>16}  {'vs urllib':>10}  {'vs requests':>11}")
+    print(
+        f"python {platform.python_version()}, requests {requests.__version__}, "
+        f"{platform.machine()}, {os.cpu_count()} cores"
+    )
+    print(
+        f"{'entries':>8}  {'egress decide':>14}  {'urllib bypass':>14}  "
+        f"{'requests bypass':>16}  {'vs urllib':>10}  {'vs requests':>11}"
+    )
     egress_cost: dict[int, float] = {}
     speedups: dict[int, tuple[float, float]] = {}
     for n in SIZES:
@@ -115,27 +119,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         hosts = [u.split("://", 1)[1].split("/", 1)[0] for u in targets]
         t_egress = per_call(router.decide, targets, args.budget)
         t_urllib = per_call(
-            lambda h: urllib.request.proxy_bypass_environment(h, {"no": joined}),
+            lambda h, joined=joined: urllib.request.proxy_bypass_environment(h, {"no": joined}),
             hosts,
             args.budget,
         )
         t_requests = per_call(
-            lambda u: requests.utils.should_bypass_proxies(u, no_proxy=joined),
+            lambda u, joined=joined: requests.utils.should_bypass_proxies(u, no_proxy=joined),
             targets,
             args.budget,
         )
         egress_cost[n] = t_egress
         speedups[n] = (t_urllib / t_egress, t_requests / t_egress)
-        print(f"{n:>8}  {t_egress * 1e6:>11.2f} µs  {t_urllib * 1e6:>11.1f} µs  "
-              f"{t_requests * 1e6:>13.1f} µs  {speedups[n][0]:>9.0f}x  {speedups[n][1]:>10.0f}x")
+        print(
+            f"{n:>8}  {t_egress * 1e6:>11.2f} µs  {t_urllib * 1e6:>11.1f} µs  "
+            f"{t_requests * 1e6:>13.1f} µs  {speedups[n][0]:>9.0f}x  {speedups[n][1]:>10.0f}x"
+        )
 
     flat = egress_cost[100_000] / egress_cost[10]
     print()
-    print(f"decisions per second at 10 entries: {1 / egress_cost[10]:,.0f}; "
-          f"at 100,000: {1 / egress_cost[100_000]:,.0f}")
+    print(
+        f"decisions per second at 10 entries: {1 / egress_cost[10]:,.0f}; "
+        f"at 100,000: {1 / egress_cost[100_000]:,.0f}"
+    )
     print(f"flatness: cost(100,000) / cost(10) = {flat:.2f}  (target <= 2)")
-    print(f"speed-up at 10,000 entries: {speedups[10_000][0]:,.0f}x urllib, "
-          f"{speedups[10_000][1]:,.0f}x requests  (target >= 1,000x both)")
+    print(
+        f"speed-up at 10,000 entries: {speedups[10_000][0]:,.0f}x urllib, "
+        f"{speedups[10_000][1]:,.0f}x requests  (target >= 1,000x both)"
+    )
     ok = flat <= 2 and min(speedups[10_000]) >= 1000
     print("targets met" if ok else "TARGETS MISSED")
     return 0 if ok else 1

@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from egress.catalog import check_features
 from egress.errors import ConfigError, Problem
 from egress.noproxy import NoProxyMatcher
 from egress.warehouses import WAREHOUSES
@@ -507,7 +508,9 @@ def _build(raw: object, source: str, env: Mapping[str, str]) -> Settings:
     https_url = parse_proxy_url(pm.get("https_url"), "proxy.https_url", p)
     proxy = _proxy_settings(
         p,
-        enabled=_bool(pm.get("enabled"), "proxy.enabled", p, default=url is not None),
+        enabled=_bool(
+            pm.get("enabled"), "proxy.enabled", p, default=url is not None or https_url is not None
+        ),
         http_proxy=url,
         https_proxy=https_url or url,
         username=_str(pm.get("username"), "proxy.username", p),
@@ -532,6 +535,7 @@ def _build(raw: object, source: str, env: Mapping[str, str]) -> Settings:
     excluded = _str_list(top.get("excluded_domains"), "excluded_domains", p) or []
     warehouses = _warehouses(top.get("warehouses"), "warehouses", p)
     features = _str_list(top.get("features"), "features", p)
+    p.errors.extend(check_features(features or ()))
     resolve = _resolve(top.get("resolve"), p)
     return _finish(
         p,

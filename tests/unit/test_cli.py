@@ -119,9 +119,9 @@ def test_explain_from_environment(
     monkeypatch.setenv("HTTPS_PROXY", "http://envproxy:3128")
     monkeypatch.setenv("NO_PROXY", ".internal.example")
     code, out, _ = run(capsys, "explain", "https://a.internal.example/", "--json")
-    assert json.loads(out)["rule"] == "excluded:.internal.example"
+    assert code == 0 and json.loads(out)["rule"] == "excluded:.internal.example"
     code, out, _ = run(capsys, "explain", "https://b.example/", "--json")
-    assert json.loads(out)["proxy"] == "http://envproxy:3128"
+    assert code == 0 and json.loads(out)["proxy"] == "http://envproxy:3128"
 
 
 @pytest.mark.parametrize(
@@ -173,7 +173,7 @@ def test_validate_valid(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def _fake_kubectl(bin_dir: Path, script: str) -> None:
-    """A FAKE kubectl: a shell script standing in for a cluster's API server, which cannot run here."""
+    """A FAKE kubectl: a shell script in place of a cluster's API server, which cannot run here."""
     kubectl = bin_dir / "kubectl"
     kubectl.write_text("#!/bin/sh\n" + script)
     kubectl.chmod(kubectl.stat().st_mode | stat.S_IEXEC)

@@ -48,6 +48,11 @@ def test_defaults() -> None:
     assert s.features == ("core",)
 
 
+def test_https_url_alone_switches_the_proxy_on() -> None:
+    s = load_settings_from_mapping({"proxy": {"https_url": "https://b:3129"}}, env=NO_ENV)
+    assert s.proxy.enabled and s.proxy.http_proxy is None
+
+
 def test_host_port_type_spelling() -> None:
     s = load_settings_from_mapping(
         {"proxy": {"enabled": True, "host": "p.corp", "port": "3129", "type": "HTTPS"}},
@@ -148,6 +153,12 @@ def test_https_url_overrides_only_https() -> None:
         pytest.param({"proxy": {"urll": "x"}}, "proxy.urll", "not a known setting", id="unknown"),
         pytest.param({"excluded_domains": 5}, "excluded_domains", "not a list", id="excluded-int"),
         pytest.param(["a"], "settings", "not a mapping", id="not-mapping"),
+        pytest.param(
+            {"features": ["core", "teleport"]},
+            "features",
+            "not a known feature group",
+            id="feature",
+        ),
     ],
 )
 def test_refused(raw: Any, field: str, needle: str) -> None:

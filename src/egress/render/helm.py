@@ -1,0 +1,200 @@
+"""The seed chart's ``externalProxy``, ``trustedCACerts`` and ``clusterDomain`` as a
+``customizations.yaml`` fragment.
+
+The chart adds no exclusion by itself (its ``excludedDomains`` default is ``[]``), so the fragment
+carries the ones egress's router adds automatically (loopback, ``.svc``,
+``.svc.<cluster_domain>``, the Kubernetes API ClusterIP when known, the GKE metadata server with
+Workload Identity) and ``.snowflakecomputing.com`` when Snowflake meets an https:// proxy, each
+under a comment naming its rule, before the operator's own list. Loading the fragment back with
+``egress.settings.settings_from_helm_mapping`` routes every URL as the original settings do.
+
+What the chart cannot express (Basic auth, different proxies per scheme, ``tunnel_tcp_warehouses``,
+``resolve``) becomes an :class:`~egress.render.Artifact` warning; nothing is dropped silently.
+
+>>> from egress.settings import Settings
+>>> art = render(Settings.from_proxy("http://proxy.corp:3128"), RenderOptions())
+>>> import yaml; xp = yaml.safe_load(art.text)["externalProxy"]
+>>> xp["host"], xp["port"], xp["type"]
+('proxy.corp', 3128, 'http')
+>>> xp["excludedDomains"][:4]
+['localhost', '127.0.0.0/8', '::1', '.svc']
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from egress.noproxy import NoProxyMatcher
+from egress.render import Artifact, RenderOptions
+from egress.settings import ProxyURL, Settings
+from egress.warehouses import WAREHOUSES
+
+SNOWFLAKE_EXCLUSION = ".snowflakecomputing.com"
+
+
+def _q(text: str) -> str:
+    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _chart_proxy(settings: Settings, warnings: list[str]) -> ProxyURL | None:
+    """The one proxy URL the chart puts into HTTP_PROXY, HTTPS_PROXY and GRPC_PROXY."""
+    proxy = settings.proxy
+    http, https = proxy.http_proxy, proxy.https_proxy
+    if http is not None and https is not None and http != https:
+        warnings.append(
+            f"proxy.url ({http}) and proxy.https_url ({https}) differ, but the seed chart puts "
+            f"one proxy into HTTP_PROXY and HTTPS_PROXY: rendered {https}, so http:// "
+            "destinations go through it too; give both schemes one proxy to match egress"
+        )
+        return https
+    if (http is None) != (https is None):
+        chosen = https or http
+        missing = "http://" if http is None else "https://"
+        warnings.append(
+            f"no proxy is configured for {missing} destinations, but the seed chart uses "
+            f"{chosen} for every scheme, so {missing} destinations go through it too"
+        )
+        return chosen
+    return https
+
+
+def _exclusions(settings: Settings) -> list[tuple[str, list[str]]]:
+    """(comment, entries) blocks for ``excludedDomains``: automatic ones, then the operator's."""
+    router = settings.router()
+    blocks: list[tuple[str, list[str]]] = []
+    for rule in router.rules():
+        if rule.rule.startswith("auto:"):
+            blocks.append((f"automatic ({rule.rule}): {rule.sentence}", list(rule.entries)))
+    if settings.excluded_domains:
+        blocks.append(("from excluded_domains (yours)", list(settings.excluded_domains)))
+    https = settings.proxy.https_proxy
+    if "snowflake" in settings.warehouses and https is not None and https.scheme == "https":
+        why = WAREHOUSES["snowflake"].why_direct.split(" (")[0]
+        blocks.append(
+            (f"automatic (warehouse:snowflake): {why}", [SNOWFLAKE_EXCLUSION]),
+        )
+    # drop repeats (same token, case-insensitively), keeping the first; drop empty blocks
+    seen: set[str] = set()
+    out: list[tuple[str, list[str]]] = []
+    for comment, entries in blocks:
+        kept = []
+        for entry in entries:
+            key = entry.lower().rstrip(".")
+            if key not in seen:
+                seen.add(key)
+                kept.append(entry)
+        if kept:
+            out.append((comment, kept))
+    return out
+
+
+def _ca_pem(settings: Settings, warnings: list[str]) -> str | None:
+    proxy = settings.proxy
+    parts: list[str] = []
+    if proxy.ca_pem:
+        parts.append(proxy.ca_pem.strip() + "\n")
+    if proxy.ca_file:
+        try:
+            parts.append(Path(proxy.ca_file).read_text(encoding="utf-8").strip() + "\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            warnings.append(
+                f"proxy.ca_file {proxy.ca_file!r} cannot be read ({exc}); trustedCACerts was "
+                "not rendered from it: fix the path or paste the PEM into trustedCACerts.value"
+            )
+    return "".join(parts) or None
+
+
+def _limitations(settings: Settings, warnings: list[str]) -> None:
+    proxy = settings.proxy
+    if proxy.username:
+        warnings.append(
+            f"proxy.username ({proxy.username}) is not rendered: the seed chart has no proxy "
+            "authentication, and credentials in connectionString would land in ConfigMaps in "
+            "clear text; use egress's own transport, or a proxy that does not ask this platform "
+            "for credentials"
+        )
+    if settings.tunnel_tcp_warehouses:
+        warnings.append(
+            "tunnel_tcp_warehouses is not rendered: the seed chart has no such setting, so its "
+            "PostgreSQL and Redshift connections go direct; allow them in the network policy"
+        )
+    if settings.resolve:
+        hosts = ", ".join(host for host, _ in settings.resolve)
+        warnings.append(
+            f"resolve ({hosts}) is not rendered: the seed chart cannot override name "
+            "resolution; use hostAliases or your cluster DNS"
+        )
+    if not proxy.verify and proxy.configured:
+        warnings.append(
+            "proxy.verify is false, rendered as sslRejectUnauthorized: false, which the chart "
+            "turns into NODE_TLS_REJECT_UNAUTHORIZED=0: certificate checks of every TLS "
+            "connection of those pods are off, not only the proxy's"
+        )
+    if settings.deployment.kind != "kubernetes":
+        warnings.append(
+            f"deployment.kind is {settings.deployment.kind}; the Helm chart is for Kubernetes "
+            "(render env for a single VM)"
+        )
+
+
+def render(settings: Settings, options: RenderOptions) -> Artifact:
+    """The fragment as YAML text, with a header comment, and what it could not express."""
+    del options  # nothing on the command line changes this artifact
+    warnings: list[str] = []
+    proxy = settings.proxy
+    url = _chart_proxy(settings, warnings)
+    _limitations(settings, warnings)
+    ca = _ca_pem(settings, warnings)
+    exclusions = _exclusions(settings)
+
+    lines = [
+        "# customizations.yaml fragment for the seed chart's external proxy, rendered by",
+        f"# `egress render helm` from {settings.source}. Merge it into your customizations.yaml.",
+        "# The chart adds no exclusion itself: the entries marked 'automatic' below are the ones",
+        "# egress adds on its own; keep them. Switch the proxy on in the admin console as well.",
+        f"clusterDomain: {_q(settings.deployment.cluster_domain)}",
+        "externalProxy:",
+        f"  enabled: {'true' if proxy.enabled else 'false'}",
+    ]
+    if url is not None:
+        if ":" in url.host:
+            lines.append(
+                "  # IPv6 proxy: host/port would render as scheme://::1:port, so use a URL"
+            )
+            lines.append(f"  connectionString: {_q(f'{url.scheme}://[{url.host}]:{url.port}')}")
+        else:
+            lines.append(f"  host: {_q(url.host)}")
+            lines.append(f"  port: {url.port}")
+            lines.append(f"  type: {_q(url.scheme)}")
+    lines.append(f"  sslRejectUnauthorized: {'true' if proxy.verify else 'false'}")
+    if exclusions:
+        lines.append("  excludedDomains:")
+        for comment, entries in exclusions:
+            lines.append(f"    # {comment}")
+            lines.extend(f"    - {_q(entry)}" for entry in entries)
+    else:
+        lines.append("  excludedDomains: []")
+    ignored = NoProxyMatcher.parse(settings.excluded_domains).ignored
+    for item in ignored:
+        warnings.append(f"excluded_domains: {item.token!r} never matches ({item.reason})")
+
+    if ca is None and proxy.ca_configmap is None:
+        lines.append("# trustedCACerts: none (the proxy's certificate chains to a public CA)")
+    else:
+        lines.append("trustedCACerts:")
+        if ca is not None:
+            lines.append("  value: |")
+            lines.extend(f"    {line}" if line else "" for line in ca.rstrip("\n").split("\n"))
+        if proxy.ca_configmap is not None:
+            name, key = proxy.ca_configmap
+            if ca is not None:
+                warnings.append(
+                    f"trustedCACerts.existingConfigmap ({name}) is ignored by the chart while "
+                    "trustedCACerts.value is set"
+                )
+            lines.append("  existingConfigmap:")
+            lines.append(f"    name: {_q(name)}")
+            lines.append(f"    key: {_q(key)}")
+    return Artifact("\n".join(lines) + "\n", tuple(warnings))
