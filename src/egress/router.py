@@ -22,11 +22,12 @@ First match wins:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from egress.errors import URLError
@@ -41,13 +42,18 @@ for _w in WAREHOUSES.values():
     for _s in _w.schemes:
         DEFAULT_PORTS.setdefault(_s, _w.default_port)
 
+MEMO_SIZE = 4096
+"""How many recent decisions a router remembers."""
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 GKE_METADATA = ("169.254.169.254", "metadata", "metadata.google.internal")
 
 
-@dataclass(frozen=True)
-class Target:
-    """A destination as the router sees it: scheme, canonical host, effective port."""
+class Target(NamedTuple):
+    """A destination as the router sees it: scheme, canonical host, effective port.
+
+    A named tuple, not a dataclass: one is built per decision, and a frozen dataclass costs
+    several times more to build (the decision is the hot path of every request).
+    """
 
     scheme: str
     host: Host
@@ -106,9 +112,11 @@ def parse_target(url: str) -> Target:
     return Target(scheme, host, port if port is not None else DEFAULT_PORTS.get(scheme), url)
 
 
-@dataclass(frozen=True)
-class Decision:
-    """Where one connection goes, through which proxy, by which rule, and why (one sentence)."""
+class Decision(NamedTuple):
+    """Where one connection goes, through which proxy, by which rule, and why (one sentence).
+
+    Immutable; a named tuple for the same reason as :class:`Target`.
+    """
 
     url: str
     route: RouteKind
@@ -189,6 +197,10 @@ class Router:
             for entry in NoProxyMatcher.parse(wh.domains).entries:
                 add(entry, wh)
         self._matcher = NoProxyMatcher.from_entries(ordered)
+        # Decisions are a pure function of (url, warehouse) for this immutable router, so a
+        # bounded memo makes the repeated ones (every request of a component to the same
+        # endpoint) cost one lookup. It changes no answer: ``decide_uncached`` gives the same.
+        self._memo = functools.lru_cache(maxsize=MEMO_SIZE)(self.decide_uncached)
 
     @property
     def settings(self) -> Settings:
@@ -247,8 +259,11 @@ class Router:
 
     def decide(self, url: str, *, warehouse: str | None = None) -> Decision:
         """The route for ``url``. ``warehouse`` names the kind when the caller knows it."""
-        target = parse_target(url)
-        return self.decide_target(target, warehouse=warehouse)
+        return self._memo(url, warehouse)
+
+    def decide_uncached(self, url: str, warehouse: str | None = None) -> Decision:
+        """``decide`` without the memo (benchmarks use it to measure the rule lookup itself)."""
+        return self.decide_target(parse_target(url), warehouse=warehouse)
 
     def decide_target(self, target: Target, *, warehouse: str | None = None) -> Decision:
         settings = self._settings

@@ -361,3 +361,18 @@ def test_unroutable_urls(url: str) -> None:
 def test_unknown_warehouse_named() -> None:
     with pytest.raises(URLError, match="not known"):
         HTTP.router().decide("https://x.example/", warehouse="oracle")
+
+
+def test_memo_changes_no_answer() -> None:
+    router = HTTP.router()
+    urls = [
+        "https://git.corp.example/",
+        "http://10.1.2.3/",
+        "https://auth.carto.com/",
+        "postgresql://db.example.com/app",
+        "https://acme.snowflakecomputing.com/",
+    ]
+    for url in urls * 2:
+        assert router.decide(url) == router.decide_uncached(url)
+    assert router.decide("https://x.example/", warehouse="databricks").route == "direct"
+    assert router.decide("https://x.example/").route == "proxy", "warehouse is part of the key"
