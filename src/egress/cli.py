@@ -10,21 +10,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from enum import IntEnum
 from typing import TextIO
 
 from egress.errors import ConfigError, EgressError, Problem
 from egress.render import KINDS, RenderOptions, renderer
 from egress.router import Decision
-from egress.settings import (
-    Settings,
-    _Problems,
-    load_environment,
-    load_helm_values,
-    load_yaml,
-    parse_proxy_url,
-)
+from egress.settings import Settings, load_environment, load_helm_values, load_yaml
 from egress.warehouses import WAREHOUSES
 
 KUBECTL_ARGS = ["get", "svc", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP}"]
@@ -161,19 +153,9 @@ def _settings_for_explain(args: argparse.Namespace) -> Settings:
     if args.proxy is not None and not (args.config or args.helm_values):
         return Settings.from_proxy(args.proxy, no_proxy=args.no_proxy)
     settings = _load(args)
-    if args.proxy is not None:
-        p = _Problems()
-        url = parse_proxy_url(args.proxy, "--proxy", p)
-        if p.errors or url is None:
-            raise ConfigError(p.errors)
-        proxy = replace(settings.proxy, enabled=True, http_proxy=url, https_proxy=url)
-        settings = replace(settings, proxy=proxy)
-    if args.no_proxy is not None:
-        settings = replace(
-            settings,
-            excluded_domains=tuple(t for t in args.no_proxy.replace(",", " ").split() if t),
-        )
-    return settings
+    if args.proxy is None and args.no_proxy is None:
+        return settings
+    return settings.override(proxy_url=args.proxy, no_proxy=args.no_proxy)
 
 
 # -- output helpers --------------------------------------------------------------------------------
@@ -198,7 +180,8 @@ def _fail(message: str, hint: str = "") -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     settings = _settings_for_explain(args)
     decision = settings.router().decide(args.url, warehouse=args.warehouse)
-    _problem_lines("warning", settings.warnings, sys.stderr)
+    # Only what changes routes is repeated here; `egress validate` lists every warning.
+    _problem_lines("note", [w for w in settings.warnings if _about_routing(w)], sys.stderr)
     if args.json:
         payload: dict[str, object] = dict(decision.as_dict())
         if args.all_rules:
@@ -222,6 +205,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"  {r.rule:<28} {r.route:<7} {entries}")
             print(f"  {'':<28} from {r.source}: {r.sentence}")
     return Exit.OK
+
+
+def _about_routing(warning: Problem) -> bool:
+    """Warnings that bear on a decision: the unknown service IP, ignored no-proxy tokens."""
+    name = warning.field.lower()
+    return (
+        "service_ip" in name
+        or "kubernetes_service_host" in name
+        or "excluded" in name
+        or ("no_proxy" in name)
+    )
 
 
 def _print_decision(d: Decision) -> None:

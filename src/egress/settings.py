@@ -194,6 +194,23 @@ class Settings:
     def resolve_map(self) -> dict[str, str]:
         return dict(self.resolve)
 
+    def override(self, *, proxy_url: str | None = None, no_proxy: str | None = None) -> Settings:
+        """These settings with the proxy (switched on) and/or the exclusions replaced.
+
+        The result is validated like a loaded file; its warnings are those of the new settings.
+        """
+        p = _Problems()
+        settings = self
+        if proxy_url is not None:
+            url = parse_proxy_url(proxy_url, "--proxy", p)
+            if url is not None:
+                proxy = replace(self.proxy, enabled=True, http_proxy=url, https_proxy=url)
+                settings = replace(settings, proxy=proxy)
+        if no_proxy is not None:
+            tokens = tuple(t for t in re.split(r"[,\s]+", no_proxy) if t)
+            settings = replace(settings, excluded_domains=tokens)
+        return _finish(p, settings, excluded_field="--no-proxy")
+
     def with_enabled(self, enabled: bool) -> Settings:
         """The same settings with the admin-console switch flipped."""
         return replace(self, proxy=replace(self.proxy, enabled=enabled))

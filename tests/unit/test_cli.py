@@ -295,3 +295,20 @@ def test_render_invalid_settings_exit_3(tmp_path: Path, capsys: pytest.CaptureFi
     cfg.write_text("proxy:\n  url: socks5://p:1080\n")
     code, out, err = run(capsys, "render", "env", "--config", str(cfg))
     assert code == 3 and out == "" and "socks5" in err
+
+
+def test_explain_notes_only_what_bears_on_routing(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(
+        capsys,
+        "explain",
+        "https://x.example/",
+        "--config",
+        str(EXAMPLE),
+        "--no-proxy",
+        "a.example,*b.example",
+    )
+    assert code == 0
+    assert '"*b.example" is ignored' in err
+    assert "Snowflake" not in err, "validate lists that warning; explain says it in the reason"
+    code, _, err = run(capsys, "explain", "https://x.example/", "--proxy", "http://p:3128")
+    assert "deployment.service_ip" in err, "explain says when the service IP is unknown"
