@@ -214,7 +214,8 @@ def _about_routing(warning: Problem) -> bool:
         "service_ip" in name
         or "kubernetes_service_host" in name
         or "excluded" in name
-        or ("no_proxy" in name)
+        or "no_proxy" in name
+        or "no-proxy" in name
     )
 
 
