@@ -4,7 +4,12 @@
 >>> settings = egress.Settings.from_proxy("http://proxy:3128", no_proxy="localhost,.corp")
 >>> settings.router().decide("https://api.example.com/").route
 'proxy'
+
+``Client``, ``AsyncClient`` (httpx) and ``requests_session`` (requests) are imported on first use,
+so ``import egress`` (and the CLI) does not pay for the HTTP libraries.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from egress.errors import (
     ConfigError,
@@ -16,6 +21,7 @@ from egress.errors import (
     ProxyError,
     ProxyTLSError,
     ProxyUnreachable,
+    UnsupportedRoute,
     URLError,
 )
 from egress.noproxy import NoProxyMatcher
@@ -31,9 +37,34 @@ from egress.settings import (
     load_yaml,
 )
 
+if TYPE_CHECKING:
+    from egress.requests_adapter import requests_session
+    from egress.transport import AsyncClient, Client
+
 __version__ = "0.1.0"
 
+_LAZY = {
+    "Client": "egress.transport",
+    "AsyncClient": "egress.transport",
+    "requests_session": "egress.requests_adapter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the HTTP clients on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'egress' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "AsyncClient",
+    "Client",
     "ConfigError",
     "Decision",
     "Deployment",
@@ -53,10 +84,12 @@ __all__ = [
     "Settings",
     "Target",
     "URLError",
+    "UnsupportedRoute",
     "__version__",
     "load_environment",
     "load_helm_values",
     "load_settings",
     "load_yaml",
     "parse_target",
+    "requests_session",
 ]

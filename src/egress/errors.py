@@ -8,11 +8,21 @@
      └── EgressTransportError a request could not be carried out; says which hop failed
           ├── ProxyUnreachable    the proxy did not accept a TCP (or TLS) connection
           ├── ProxyTLSError       the proxy's certificate is not trusted (set proxy.ca_file)
-          ├── ProxyDenied         the proxy answered 403 (the proxy team must allow it)
-          ├── ProxyAuthRequired   the proxy answered 407 (set username and password_file)
-          └── ProxyError          any other refusal by the proxy
+          ├── ProxyError          any other refusal by the proxy (other non-2xx CONNECT answer)
+          │    ├── ProxyDenied         the proxy answered 403 (the proxy team must allow it)
+          │    └── ProxyAuthRequired   the proxy answered 407 (set username and password_file)
+          └── UnsupportedRoute    the route decided cannot be carried by this client
+                                  (an HTTP request decided ``tunnel``)
 
 ``str(exc)`` is the whole story: what failed, on which hop, the value (redacted), and the fix.
+
+The HTTP clients raise subclasses that are *also* their library's own errors, so existing
+``except httpx.TransportError`` / ``except requests.RequestException`` handlers keep working:
+``egress.Client`` raises e.g. ``egress.transport.HTTPXProxyDenied`` (a :class:`ProxyDenied` and an
+``httpx.ProxyError``), ``egress.requests_session`` raises
+``egress.requests_adapter.RequestsProxyDenied`` (also a ``requests.exceptions.ProxyError``).
+Errors of the origin hop (its TLS, its refusals, timeouts once the tunnel is up) are not
+translated: they stay the library's own errors.
 """
 
 from __future__ import annotations
@@ -61,12 +71,32 @@ class URLError(EgressError, ValueError):
 
 
 class EgressTransportError(EgressError):
-    """A request could not be carried out. The message names the hop (proxy or origin)."""
+    """A request could not be carried out. The message names the hop (proxy or origin).
 
-    def __init__(self, message: str, *, proxy: str | None = None, target: str | None = None):
+    ``proxy`` is the proxy URL as shown to people (password masked), ``target`` the destination's
+    ``host:port``, ``hop`` which hop failed (``proxy-tcp``, ``proxy-tls``, ``proxy-connect`` for
+    the CONNECT exchange, ``proxy-request`` for a plain-HTTP request the proxy answered itself,
+    ``route`` when no hop was tried), ``status`` the proxy's HTTP status when it answered, and
+    ``hint`` the fix.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        proxy: str | None = None,
+        target: str | None = None,
+        hop: str | None = None,
+        status: int | None = None,
+        hint: str = "",
+    ) -> None:
+        # cooperative: the HTTP clients' subclasses also derive from httpx / requests errors
         super().__init__(message)
         self.proxy = proxy
         self.target = target
+        self.hop = hop
+        self.status = status
+        self.hint = hint
 
 
 class ProxyUnreachable(EgressTransportError):
@@ -87,3 +117,12 @@ class ProxyDenied(ProxyError):
 
 class ProxyAuthRequired(ProxyError):
     """The proxy answered 407: it wants credentials, or refused the ones given."""
+
+
+class UnsupportedRoute(EgressTransportError):
+    """The router decided a route this client cannot carry out.
+
+    An HTTP client carries ``proxy`` and ``direct``; ``tunnel`` (a TCP warehouse carried through
+    CONNECT when ``tunnel_tcp_warehouses`` is on) belongs to ``egress tunnel`` and the warehouse's
+    own driver, so an HTTP request to such a host is refused rather than guessed at.
+    """

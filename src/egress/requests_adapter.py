@@ -1,0 +1,316 @@
+"""``egress.requests_session``: a ``requests.Session`` routed like ``egress.Client``.
+
+The session has ``trust_env=False`` and one :class:`EgressAdapter` mounted for ``http://`` and
+``https://``. The adapter decides every request it sends (redirect hops included: requests calls
+``send`` once per hop) with the shared :class:`~egress.transport.Planner`, so requests' own
+``NO_PROXY`` logic and any ``proxies=`` given per call or on the session are not used. Then:
+
+- ``proxy``: a urllib3 ``ProxyManager`` per proxy URL, made on first use (keep-alive: one CONNECT
+  tunnel per origin), with Basic credentials as proxy headers (CONNECT and absolute-form requests
+  only) and, for an ``https://`` proxy, the proxy's own trust as ``proxy_ssl_context``;
+- ``direct``: the adapter's ``PoolManager``; a ``resolve`` name is connected to at its IP while
+  the Host header, SNI and certificate check keep the name (urllib3's ``server_hostname``), in
+  pools of its own;
+- ``tunnel``: refused with :class:`RequestsUnsupportedRoute`, as in ``egress.Client``.
+
+Trust is the adapter's (``verify=`` as for ``egress.Client``); a session's ``verify``/``cert``
+are not used. Proxy-hop failures become the egress errors (urllib3 wraps every error that
+happens before the proxy accepted the connection or the CONNECT in its ``ProxyError``, and
+reports a refused CONNECT as ``Tunnel connection failed: <status> <reason>``); the CONNECT
+answer's headers are not available here, so the messages carry no ``X-Squid-Error`` code.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import ssl
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
+from requests.models import PreparedRequest
+
+from egress.errors import (
+    ProxyAuthRequired,
+    ProxyDenied,
+    ProxyError,
+    ProxyTLSError,
+    ProxyUnreachable,
+    UnsupportedRoute,
+)
+from egress.settings import ProxyURL, Settings
+from egress.transport import (
+    ErrorClasses,
+    HopFailure,
+    Plan,
+    Planner,
+    VerifyTypes,
+    find_cause,
+    origin_ssl_context,
+    proxy_refused,
+    proxy_ssl_context,
+    proxy_tls_failed,
+    proxy_unreachable,
+    reason_of,
+    refusal_by_proxy,
+)
+
+__all__ = ["EgressAdapter", "requests_session"]
+
+
+class RequestsProxyUnreachable(ProxyUnreachable, requests.exceptions.ProxyError):
+    """:class:`~egress.errors.ProxyUnreachable`; also a ``requests.exceptions.ProxyError``."""
+
+
+class RequestsProxyTLSError(ProxyTLSError, requests.exceptions.ProxyError):
+    """:class:`~egress.errors.ProxyTLSError`; also a ``requests.exceptions.ProxyError``."""
+
+
+class RequestsProxyDenied(ProxyDenied, requests.exceptions.ProxyError):
+    """:class:`~egress.errors.ProxyDenied`; also a ``requests.exceptions.ProxyError``."""
+
+
+class RequestsProxyAuthRequired(ProxyAuthRequired, requests.exceptions.ProxyError):
+    """:class:`~egress.errors.ProxyAuthRequired`; also a ``requests.exceptions.ProxyError``."""
+
+
+class RequestsProxyError(ProxyError, requests.exceptions.ProxyError):
+    """:class:`~egress.errors.ProxyError`; also a ``requests.exceptions.ProxyError``."""
+
+
+class RequestsUnsupportedRoute(UnsupportedRoute, requests.exceptions.InvalidSchema):
+    """:class:`~egress.errors.UnsupportedRoute`; also a ``requests.exceptions.InvalidSchema``."""
+
+
+REQUESTS_ERRORS: ErrorClasses = {
+    "unreachable": RequestsProxyUnreachable,
+    "tls": RequestsProxyTLSError,
+    "denied": RequestsProxyDenied,
+    "auth": RequestsProxyAuthRequired,
+    "proxy": RequestsProxyError,
+    "route": RequestsUnsupportedRoute,
+}
+
+#: How http.client words a refused CONNECT (urllib3 2.x keeps it).
+_TUNNEL_FAILED = re.compile(r"Tunnel connection failed:\s*(\d{3})\s*(.*)")
+
+
+class EgressAdapter(HTTPAdapter):
+    """A requests transport adapter that sends each request where the router says."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        verify: VerifyTypes = True,
+        pool_connections: int = requests.adapters.DEFAULT_POOLSIZE,
+        pool_maxsize: int = requests.adapters.DEFAULT_POOLSIZE,
+        max_retries: int = 0,
+    ) -> None:
+        self._planner = Planner(settings, errors=REQUESTS_ERRORS)
+        self._origin_context = origin_ssl_context(settings.proxy, verify)
+        proxies = (settings.proxy.http_proxy, settings.proxy.https_proxy)
+        self._proxy_urls: dict[str, ProxyURL] = {str(p): p for p in proxies if p is not None}
+        self._proxy_context: ssl.SSLContext | None = (
+            proxy_ssl_context(settings.proxy)
+            if any(p.scheme == "https" for p in self._proxy_urls.values())
+            else None
+        )
+        self._local = threading.local()
+        super().__init__(
+            pool_connections=pool_connections, pool_maxsize=pool_maxsize, max_retries=max_retries
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return self._planner.settings
+
+    # -- the hooks requests offers to subclasses ----------------------------------------------
+
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Decide ``request``, then send it through the proxy's manager or directly.
+
+        ``verify``, ``cert`` and ``proxies`` from the session or the call are ignored: the router
+        and the adapter's trust decide.
+        """
+        plan = self._planner.plan(request.url or "")
+        outgoing = request
+        route: dict[str, str] = {}
+        if plan.pool.proxy is not None:
+            route[plan.decision.target.scheme] = str(plan.pool.proxy)
+        elif plan.connect_ip is not None:
+            outgoing = _pinned(request, plan.connect_ip)
+        self._local.sni = plan.host if outgoing is not request else None
+        try:
+            response = super().send(
+                outgoing, stream=stream, timeout=timeout, verify=True, cert=None, proxies=route
+            )
+        except requests.RequestException as exc:
+            failure = self._failure(exc, plan)
+            if failure is not None:
+                error = failure.error(REQUESTS_ERRORS)
+                if isinstance(error, requests.RequestException):
+                    error.request = request
+                raise error from exc
+            raise
+        finally:
+            self._local.sni = None
+        if outgoing is not request:
+            # the caller, redirects and cookies see the URL asked for, not the pinned IP
+            response.url = request.url or ""
+            response.request = request
+            response.cookies = RequestsCookieJar()
+            extract_cookies_to_jar(response.cookies, request, response.raw)  # type: ignore[no-untyped-call]
+        refusal = refusal_by_proxy(
+            plan,
+            response.status_code,
+            response.headers,
+            method=request.method or "GET",
+            username=self.settings.proxy.username,
+        )
+        if refusal is not None:
+            response.close()
+            error = refusal.error(REQUESTS_ERRORS)
+            if isinstance(error, requests.RequestException):
+                error.request = request
+                error.response = response
+            raise error
+        return response
+
+    def build_connection_pool_key_attributes(
+        self, request: PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[Any, Any]:
+        """Every pool uses the adapter's origin trust; a pinned name sets SNI and the check."""
+        host_params, _ = super().build_connection_pool_key_attributes(request, verify, cert)
+        pool_kwargs: dict[str, Any] = {"ssl_context": self._origin_context}
+        sni = getattr(self._local, "sni", None)
+        if sni is not None:
+            pool_kwargs["server_hostname"] = sni
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        """No-op: trust is in the pools' SSL contexts (requests would load certifi per pool)."""
+
+    def proxy_headers(self, proxy: str) -> dict[str, str]:
+        """Basic credentials for one of our proxies; they go to the proxy only."""
+        creds = self._planner.credentials
+        if proxy in self._proxy_urls and creds is not None:
+            token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode("ascii")
+            return {"Proxy-Authorization": f"Basic {token}"}
+        return {}
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """urllib3's ProxyManager for one of our proxies, with the proxy's own trust."""
+        url = self._proxy_urls.get(proxy)
+        if url is not None and url.scheme == "https":
+            proxy_kwargs["proxy_ssl_context"] = self._proxy_context
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+    def close(self) -> None:
+        """Close every pooled connection now, CONNECT tunnels included.
+
+        urllib3 2 only drops its pools on ``clear()`` and leaves closing the sockets to garbage
+        collection, so a tunnel could outlive ``session.close()`` for an unknown time.
+        """
+        for manager in (self.poolmanager, *self.proxy_manager.values()):
+            # urllib3's container refuses iteration; keys() returns a copy under its lock
+            for key in manager.pools.keys():  # noqa: SIM118
+                try:
+                    pool = manager.pools[key]
+                except KeyError:
+                    continue
+                pool.close()
+        super().close()
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def _failure(self, exc: BaseException, plan: Plan) -> HopFailure | None:
+        """The proxy-hop failure behind a requests exception, or None for the origin's own."""
+        if plan.pool.proxy is None:
+            return None
+        wrapped = _urllib3_proxy_error(exc)
+        if wrapped is None:
+            return None
+        inner: BaseException = getattr(wrapped, "original_error", None) or wrapped
+        decision = plan.decision
+        scrub = self._planner.scrub
+        refused = _TUNNEL_FAILED.search(str(inner))
+        if refused is not None:
+            return proxy_refused(
+                decision,
+                int(refused.group(1)),
+                method="CONNECT",
+                reason_phrase=refused.group(2).strip(),
+                username=self.settings.proxy.username,
+            )
+        timeout = find_cause(inner, urllib3.exceptions.TimeoutError)
+        ssl_error = find_cause(inner, ssl.SSLError) or find_cause(
+            inner, urllib3.exceptions.SSLError
+        )
+        if ssl_error is not None and timeout is None:
+            verify = find_cause(ssl_error, ssl.SSLCertVerificationError)
+            if verify is None and ssl_error.args and isinstance(ssl_error.args[0], BaseException):
+                verify = find_cause(ssl_error.args[0], ssl.SSLCertVerificationError)
+            if verify is not None:
+                return proxy_tls_failed(
+                    decision, scrub(verify.verify_message or str(verify)), certificate=True
+                )
+            return proxy_tls_failed(decision, scrub(reason_of(ssl_error)), certificate=False)
+        return proxy_unreachable(decision, scrub(reason_of(inner)))
+
+
+def _urllib3_proxy_error(exc: BaseException) -> urllib3.exceptions.ProxyError | None:
+    """urllib3's ProxyError behind a requests exception (args, MaxRetryError.reason, causes)."""
+    todo: list[object] = [exc]
+    seen: set[int] = set()
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, urllib3.exceptions.ProxyError):
+            return item
+        todo.extend(item.args)
+        todo.extend((getattr(item, "reason", None), item.__cause__, item.__context__))
+    return None
+
+
+def _pinned(request: PreparedRequest, ip: str) -> PreparedRequest:
+    """A copy of ``request`` addressed to ``ip`` with the original Host header."""
+    parts = urlsplit(request.url or "")
+    netloc = parts.netloc.rpartition("@")[2]
+    host = f"[{ip}]" if ":" in ip else ip
+    port = f":{parts.port}" if parts.port is not None else ""
+    pinned = request.copy()
+    pinned.url = urlunsplit((parts.scheme, host + port, parts.path, parts.query, parts.fragment))
+    if "Host" not in pinned.headers:
+        pinned.headers["Host"] = netloc
+    return pinned
+
+
+def requests_session(settings: Settings, *, verify: VerifyTypes = True) -> requests.Session:
+    """A ``requests.Session`` (``trust_env=False``) whose requests go where the router says.
+
+    ``verify`` is the origin trust, as for ``egress.Client``: True (system roots + certifi +
+    ``proxy.ca_file``), a CA file to add, an ``ssl.SSLContext`` to use as given, or False.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    adapter = EgressAdapter(settings, verify=verify)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
