@@ -17,7 +17,7 @@ import pytest
 from tests.support import names
 from tests.support.certs import CertBundle
 from tests.support.origin import FakeOrigin
-from tests.support.ports import port_accepts
+from tests.support.ports import port_accepts, wait_until
 from tests.support.postgres import SSL_REQUEST, PostgresServer, ssl_request_answer
 from tests.support.processes import pid_alive
 from tests.support.squid import PROXY_PASSWORD, PROXY_USER, SquidProxy
@@ -278,8 +278,13 @@ def test_squid_stop_and_start_on_same_ports(
         assert proxy.pid not in (None, first_pid)
         with _client(proxy.http_url, certs) as client:
             assert client.get(url).json()["sni"] == names.AUTH_SAAS
-        tunnels = [line for line in proxy.access_log_lines() if line.status == "TCP_TUNNEL/200"]
-        assert len(tunnels) == 2  # one per run, same access.log
+
+        # Squid logs a tunnel when it closes, a moment after the client hangs up.
+        def tunnels() -> int:
+            return sum(1 for line in proxy.access_log_lines() if line.status == "TCP_TUNNEL/200")
+
+        wait_until(lambda: tunnels() >= 2, timeout=5, what="two tunnels in access.log")
+        assert tunnels() == 2  # one per run, same access.log
     finally:
         proxy.close()
     assert not proxy.workdir.exists()
