@@ -35,16 +35,33 @@ def postgres(certs: CertBundle) -> Iterator[PostgresServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def squid(certs: CertBundle, origin: FakeOrigin, postgres: PostgresServer) -> Iterator[SquidProxy]:
+def _squid_for(certs: CertBundle, origin: FakeOrigin, postgres: PostgresServer) -> SquidProxy:
     """Squid with plain, TLS, plain+auth and TLS+auth listeners, allowing the origin's ports
-    and the PostgreSQL port (CONNECT only)."""
-    proxy = SquidProxy(
+    and the PostgreSQL port (CONNECT only). Not started."""
+    return SquidProxy(
         proxy_cert=certs.proxy_cert,
         proxy_key=certs.proxy_key,
         origin_http_port=origin.http_port,
         origin_https_port=origin.https_port,
         pg_port=postgres.port,
     )
-    with proxy:
+
+
+@pytest.fixture(scope="session")
+def squid(certs: CertBundle, origin: FakeOrigin, postgres: PostgresServer) -> Iterator[SquidProxy]:
+    """The session's Squid (see ``_squid_for``), started."""
+    with _squid_for(certs, origin, postgres) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def own_squid(
+    certs: CertBundle, origin: FakeOrigin, postgres: PostgresServer
+) -> Iterator[SquidProxy]:
+    """A Squid of the test's own, not started, for tests that stop and start it; closed (by
+    PID) and removed afterwards."""
+    proxy = _squid_for(certs, origin, postgres)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -250,43 +250,35 @@ def test_postgres_port_is_connect_only_and_other_ports_denied(
 
 
 def test_squid_stop_and_start_on_same_ports(
-    origin: FakeOrigin, certs: CertBundle, postgres: PostgresServer
+    origin: FakeOrigin, certs: CertBundle, own_squid: SquidProxy
 ) -> None:
-    proxy = SquidProxy(
-        proxy_cert=certs.proxy_cert,
-        proxy_key=certs.proxy_key,
-        origin_http_port=origin.http_port,
-        origin_https_port=origin.https_port,
-        pg_port=postgres.port,
-    )
+    proxy = own_squid
     url = origin.url(names.AUTH_SAAS, "/restart")
-    try:
-        proxy.start()
-        ports, first_pid = proxy.ports, proxy.pid
-        with _client(proxy.http_url, certs) as client:
-            assert client.get(url).json()["sni"] == names.AUTH_SAAS
+    proxy.start()
+    ports, first_pid = proxy.ports, proxy.pid
+    with _client(proxy.http_url, certs) as client:
+        assert client.get(url).json()["sni"] == names.AUTH_SAAS
 
-        proxy.stop()
-        assert proxy.pid is None
-        assert first_pid is not None and not pid_alive(first_pid)
-        assert not any(port_accepts(port) for port in ports)
-        with _client(proxy.http_url, certs) as client, pytest.raises(httpx.ConnectError):
-            client.get(url)
+    proxy.stop()
+    assert proxy.pid is None
+    assert first_pid is not None and not pid_alive(first_pid)
+    assert not any(port_accepts(port) for port in ports)
+    with _client(proxy.http_url, certs) as client, pytest.raises(httpx.ConnectError):
+        client.get(url)
 
-        proxy.start()
-        assert proxy.ports == ports
-        assert proxy.pid not in (None, first_pid)
-        with _client(proxy.http_url, certs) as client:
-            assert client.get(url).json()["sni"] == names.AUTH_SAAS
+    proxy.start()
+    assert proxy.ports == ports
+    assert proxy.pid not in (None, first_pid)
+    with _client(proxy.http_url, certs) as client:
+        assert client.get(url).json()["sni"] == names.AUTH_SAAS
 
-        # Squid logs a tunnel when it closes, a moment after the client hangs up.
-        def tunnels() -> int:
-            return sum(1 for line in proxy.access_log_lines() if line.status == "TCP_TUNNEL/200")
+    # Squid logs a tunnel when it closes, a moment after the client hangs up.
+    def tunnels() -> int:
+        return sum(1 for line in proxy.access_log_lines() if line.status == "TCP_TUNNEL/200")
 
-        wait_until(lambda: tunnels() >= 2, timeout=5, what="two tunnels in access.log")
-        assert tunnels() == 2  # one per run, same access.log
-    finally:
-        proxy.close()
+    wait_until(lambda: tunnels() >= 2, timeout=5, what="two tunnels in access.log")
+    assert tunnels() == 2  # one per run, same access.log
+    proxy.close()
     assert not proxy.workdir.exists()
 
 

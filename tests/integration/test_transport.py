@@ -573,36 +573,27 @@ def test_origin_verification_can_be_switched_off_per_client(
 
 
 def test_proxy_stopped_is_unreachable_then_recovers(
-    origin: FakeOrigin, certs: CertBundle, postgres: PostgresServer
+    origin: FakeOrigin, certs: CertBundle, own_squid: SquidProxy
 ) -> None:
-    proxy = SquidProxy(
-        proxy_cert=certs.proxy_cert,
-        proxy_key=certs.proxy_key,
-        origin_http_port=origin.http_port,
-        origin_https_port=origin.https_port,
-        pg_port=postgres.port,
-    )
+    proxy = own_squid
     url = origin.url(names.AUTH_SAAS, "/restart")
-    try:
+    proxy.start()
+    with egress.Client(make_settings(proxy.http_url), verify=certs.origin_ca) as client:
+        assert client.get(url).status_code == 200
+        proxy.stop()
+        with pytest.raises(ProxyUnreachable) as excinfo:
+            client.get(url)
+        assert str(excinfo.value) == (
+            f"cannot connect to the proxy {proxy.http_url} for {names.AUTH_SAAS}:"
+            f"{origin.https_port} (Connection refused): check proxy.url and that the proxy "
+            "is running and reachable from here"
+        )
+        assert isinstance(excinfo.value, httpx.ConnectError)
+        assert excinfo.value.hop == "proxy-tcp"
         proxy.start()
-        with egress.Client(make_settings(proxy.http_url), verify=certs.origin_ca) as client:
-            assert client.get(url).status_code == 200
-            proxy.stop()
-            with pytest.raises(ProxyUnreachable) as excinfo:
-                client.get(url)
-            assert str(excinfo.value) == (
-                f"cannot connect to the proxy {proxy.http_url} for {names.AUTH_SAAS}:"
-                f"{origin.https_port} (Connection refused): check proxy.url and that the proxy "
-                "is running and reachable from here"
-            )
-            assert isinstance(excinfo.value, httpx.ConnectError)
-            assert excinfo.value.hop == "proxy-tcp"
-            proxy.start()
-            mark = proxy.access_log_mark()
-            assert client.get(url).json()["sni"] == names.AUTH_SAAS
-        proxy.wait_for_access_log(lambda e: e.method == "CONNECT", since=mark)
-    finally:
-        proxy.close()
+        mark = proxy.access_log_mark()
+        assert client.get(url).json()["sni"] == names.AUTH_SAAS
+    proxy.wait_for_access_log(lambda e: e.method == "CONNECT", since=mark)
 
 
 # -- keep-alive and concurrency -----------------------------------------------------------------
