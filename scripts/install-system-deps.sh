@@ -65,32 +65,6 @@ for pkg in "${packages[@]}"; do
     fi
 done
 
-background_apt_running() {
-    # a background install announced in /tmp/apt-install.log ends its log with "done"
-    [[ -f /tmp/apt-install.log ]] || return 1
-    tail -n 1 /tmp/apt-install.log | grep -qx 'done' && return 1
-    # a log without "done" whose apt is gone (crashed, killed) is not worth waiting for
-    if command -v fuser >/dev/null 2>&1; then
-        fuser /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock \
-            /var/cache/apt/archives/lock >/dev/null 2>&1 || return 1
-    fi
-    return 0
-}
-
-if ((${#missing[@]} > 0)) && background_apt_running; then
-    echo "waiting for the background apt install (/tmp/apt-install.log)..."
-    for _ in $(seq 1 450); do
-        background_apt_running || break
-        sleep 2
-    done
-    missing=()
-    for pkg in "${packages[@]}"; do
-        if ! "${checks[$pkg]}"; then
-            missing+=("$pkg")
-        fi
-    done
-fi
-
 if ((${#missing[@]} > 0)) && ((EUID != 0)); then
     for pkg in "${packages[@]}"; do
         if "${checks[$pkg]}"; then
