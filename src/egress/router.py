@@ -197,6 +197,9 @@ class Router:
             for entry in NoProxyMatcher.parse(wh.domains).entries:
                 add(entry, wh)
         self._matcher = NoProxyMatcher.from_entries(ordered)
+        self._owner_by_id = {id(entry): self._owners[entry] for entry in self._matcher.entries}
+        self._http_proxy = proxy.http_proxy
+        self._https_proxy = proxy.https_proxy
         # Decisions are a pure function of (url, warehouse) for this immutable router, so a
         # bounded memo makes the repeated ones (every request of a component to the same
         # endpoint) cost one lookup. It changes no answer: ``decide_uncached`` gives the same.
@@ -266,36 +269,43 @@ class Router:
         return self.decide_target(parse_target(url), warehouse=warehouse)
 
     def decide_target(self, target: Target, *, warehouse: str | None = None) -> Decision:
+        """The route for an already parsed destination (what ``decide`` does after parsing)."""
         settings = self._settings
-        proxy_settings = settings.proxy
         hit = self._matcher.match(target.host, target.port)
-        owner = self._owners[hit] if hit is not None else None
-        wh = self._warehouse_for(target, warehouse, owner)
-        proxy = proxy_settings.for_scheme("https" if wh and wh.protocol == "tcp" else target.scheme)
-
+        # owners are keyed by identity: the matcher hands back its own Entry objects
+        owner = self._owner_by_id[id(hit)] if hit is not None else None
+        if warehouse is None:
+            wh = WAREHOUSE_BY_SCHEME.get(target.scheme) or (
+                owner if type(owner) is Warehouse else None
+            )
+        else:
+            wh = self._named_warehouse(warehouse)
+        scheme = "https" if wh is not None and wh.protocol == "tcp" else target.scheme
+        proxy = self._http_proxy if scheme in ("http", "ws") else self._https_proxy
         shown = self._shown
+        wh_name = wh.name if wh is not None else None
 
         def make(route: RouteKind, rule: str, reason: str, via: ProxyURL | None = None) -> Decision:
             return Decision(
                 target.url,
                 route,
-                shown.get(via) if via is not None else None,
+                shown[via] if via is not None else None,
                 rule,
                 reason,
                 target,
                 via,
-                wh.name if wh else None,
+                wh_name,
             )
 
-        host = target.host_text
+        host = target.host if type(target.host) is str else str(target.host)
         if not self._active:
-            if proxy_settings.configured:
+            if settings.proxy.configured:
                 why = "the proxy is switched off in the admin console (proxy.enabled: false)"
             else:
                 why = "no proxy is configured"
             return make("direct", "proxy-disabled", f"{host} goes direct because {why}.")
 
-        if isinstance(owner, _AutoRule):
+        if type(owner) is _AutoRule:
             auto = owner
             return make(
                 "direct",
@@ -363,20 +373,11 @@ class Router:
         )
 
     @staticmethod
-    def _warehouse_for(
-        target: Target, named: str | None, owner: _AutoRule | Warehouse | None
-    ) -> Warehouse | None:
-        if named is not None:
-            wh = WAREHOUSES.get(named.lower())
-            if wh is None:
-                raise URLError(
-                    f"warehouse {named!r} is not known; use one of: {', '.join(WAREHOUSES)}"
-                )
-            return wh
-        by_scheme = WAREHOUSE_BY_SCHEME.get(target.scheme)
-        if by_scheme is not None:
-            return by_scheme
-        return owner if isinstance(owner, Warehouse) else None
+    def _named_warehouse(named: str) -> Warehouse:
+        wh = WAREHOUSES.get(named.lower())
+        if wh is None:
+            raise URLError(f"warehouse {named!r} is not known; use one of: {', '.join(WAREHOUSES)}")
+        return wh
 
     # -- introspection ---------------------------------------------------------------------------
 
