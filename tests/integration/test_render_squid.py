@@ -30,6 +30,7 @@ from tests.support.origin import FakeOrigin
 from tests.support.ports import LOOPBACK, free_port, free_ports, port_accepts, wait_until
 from tests.support.squid import SQUID, AccessLogLine, parse_access_log_line
 
+from egress.catalog import known_features
 from egress.render import RenderOptions
 from egress.render.squid import render
 from egress.settings import Settings, load_settings_from_mapping
@@ -62,23 +63,7 @@ SETTINGS: dict[str, Settings] = {
     "https": make({"proxy": {"url": "https://proxy.corp:3129"}}),
     "tunnel": make({"proxy": {"url": "http://proxy.corp:3128"}, "tunnel_tcp_warehouses": True}),
     "every-feature": make(
-        {
-            "proxy": {"url": "http://proxy.corp:3128"},
-            "features": [
-                "core",
-                "gcs",
-                "aws-s3",
-                "azure-blob",
-                "google-cloud-sql",
-                "bigquery-oauth",
-                "geocoding-tomtom",
-                "geocoding-mapbox",
-                "geocoding-here",
-                "google-maps",
-                "traveltime",
-                "demo-maps",
-            ],
-        }
+        {"proxy": {"url": "http://proxy.corp:3128"}, "features": list(known_features())}
     ),
     "excluded-googleapis": make(
         {"proxy": {"url": "http://proxy.corp:3128"}, "excluded_domains": [".googleapis.com"]}
