@@ -474,9 +474,24 @@ def _proxy_from_parts(m: Mapping[str, Any], prefix: str, p: _Problems) -> ProxyU
     if "://" in host:
         p.error(f"{prefix}host", f"{_show(host)} holds a scheme", "put only the name in host")
         return None
+    if ":" in host and not _is_ipv6(host.strip("[]")):
+        p.error(
+            f"{prefix}host",
+            f"{_show(host)} holds a port",
+            f"put only the name in {prefix}host and the port in {prefix}port",
+        )
+        return None
+    host = host.strip("[]")
     netloc = f"[{host}]" if ":" in host else host
     url = f"{kind}://{netloc}" + (f":{port}" if port else "")
     return parse_proxy_url(url, f"{prefix}host", p)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False
 
 
 def _port(value: object, fld: str, p: _Problems) -> int | None:
@@ -605,7 +620,8 @@ def _proxy_settings(
         )
     if ca_file is not None:
         _check_ca_file(ca_file, f"{prefix}ca_file", p)
-    if enabled and http_proxy is None and https_proxy is None:
+    address_refused = any(e.field.startswith(prefix) for e in p.errors)
+    if enabled and http_proxy is None and https_proxy is None and not address_refused:
         p.error(
             f"{prefix}url",
             "is missing while the proxy is enabled",

@@ -373,6 +373,16 @@ PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
         ),
         pytest.param({"enabled": True}, "externalProxy.host", id="missing-host"),
         pytest.param(
+            {"enabled": True, "host": "p.corp:3128", "port": 3128, "type": "http"},
+            "externalProxy.host",
+            id="host-with-port",
+        ),
+        pytest.param(
+            {"enabled": True, "host": "http://p.corp", "port": 3128, "type": "http"},
+            "externalProxy.host",
+            id="host-with-scheme",
+        ),
+        pytest.param(
             {"enabled": True, "connectionString": "socks5://p:1"},
             "externalProxy.connectionString",
             id="conn-scheme",
@@ -401,7 +411,15 @@ PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 )
 def test_helm_refused(external_proxy: dict[str, Any], field: str) -> None:
     exc = refused({"externalProxy": external_proxy}, helm=True)
-    assert field in fields(exc), exc.problems
+    assert fields(exc) == {field}, "one mistake, one error (no knock-on errors)"
+
+
+def test_helm_ipv6_host() -> None:
+    s = settings_from_helm_mapping(
+        {"externalProxy": {"enabled": True, "host": "fd00::5", "port": 3128, "type": "http"}},
+        env=NO_ENV,
+    )
+    assert str(s.proxy.http_proxy) == "http://[fd00::5]:3128"
 
 
 def test_helm_ca_sources() -> None:
