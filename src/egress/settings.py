@@ -302,12 +302,13 @@ def _str_list(value: object, fld: str, p: _Problems) -> list[str] | None:
     return out
 
 
-def _mapping(value: object, fld: str, p: _Problems) -> Mapping[str, Any]:
+def _mapping(value: object, fld: str, p: _Problems, example: str = "") -> Mapping[str, Any]:
     if value is None:
         return {}
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
         return value
-    p.error(fld or "settings", f"{_show(value)} is not a mapping", "write key: value pairs")
+    hint = f"write key: value pairs, e.g. {example}" if example else "write key: value pairs"
+    p.error(fld or "settings", f"{_show(value)} is not a mapping", hint)
     return {}
 
 
@@ -532,7 +533,7 @@ def _build(raw: object, source: str, env: Mapping[str, str]) -> Settings:
     top = _mapping(raw, "", p)
     _unknown_keys(top, _TOP_KEYS, "", p)
 
-    pm = _mapping(top.get("proxy"), "proxy", p)
+    pm = _mapping(top.get("proxy"), "proxy", p, example="proxy: {url: http://proxy:3128}")
     _unknown_keys(pm, _PROXY_KEYS, "proxy.", p)
     if pm.get("url") not in (None, "") and pm.get("host") not in (None, ""):
         p.error("proxy.url", "is set together with proxy.host", "use either url or host/port/type")
