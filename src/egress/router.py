@@ -177,27 +177,21 @@ class Router:
         # One matcher holds every host rule in priority order (automatic, excluded, warehouse
         # domains); it returns the earliest entry that matches, which is first-match-wins, so a
         # decision costs one lookup whatever the number of rules.
-        self._owners: dict[Entry, _AutoRule | Warehouse | None] = {}
-        seen: set[tuple[str, str, int | None]] = set()
+        # The matcher drops later duplicates, so the first (highest-priority) owner stays.
+        owners: dict[int, _AutoRule | Warehouse | None] = {}
         ordered: list[Entry] = []
-
-        def add(entry: Entry, owner: _AutoRule | Warehouse | None) -> None:
-            key = (entry.kind, entry.value, entry.port)
-            if key not in seen:
-                seen.add(key)
-                self._owners[entry] = owner
+        groups: list[tuple[_AutoRule | Warehouse | None, tuple[Entry, ...]]] = [
+            (auto, auto.matcher.entries) for auto in self._auto
+        ]
+        groups.append((None, self._excluded.entries))
+        groups += [(wh, NoProxyMatcher.parse(wh.domains).entries) for wh in WAREHOUSES.values()]
+        for owner, entries in groups:
+            for entry in entries:
+                owners.setdefault(id(entry), owner)
                 ordered.append(entry)
-
-        for auto in self._auto:
-            for entry in auto.matcher.entries:
-                add(entry, auto)
-        for entry in self._excluded.entries:
-            add(entry, None)
-        for wh in WAREHOUSES.values():
-            for entry in NoProxyMatcher.parse(wh.domains).entries:
-                add(entry, wh)
         self._matcher = NoProxyMatcher.from_entries(ordered)
-        self._owner_by_id = {id(entry): self._owners[entry] for entry in self._matcher.entries}
+        # keyed by identity: the matcher hands back these very Entry objects
+        self._owner_by_id = {id(entry): owners[id(entry)] for entry in self._matcher.entries}
         self._http_proxy = proxy.http_proxy
         self._https_proxy = proxy.https_proxy
         # Decisions are a pure function of (url, warehouse) for this immutable router, so a
@@ -272,7 +266,6 @@ class Router:
         """The route for an already parsed destination (what ``decide`` does after parsing)."""
         settings = self._settings
         hit = self._matcher.match(target.host, target.port)
-        # owners are keyed by identity: the matcher hands back its own Entry objects
         owner = self._owner_by_id[id(hit)] if hit is not None else None
         if warehouse is None:
             wh = WAREHOUSE_BY_SCHEME.get(target.scheme) or (

@@ -43,7 +43,7 @@ import functools
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -969,12 +969,3 @@ def load_environment(env: Mapping[str, str] | None = None) -> Settings:
         source="environment",
     )
     return _finish(p, settings, excluded_field=no_proxy[0] if no_proxy else "NO_PROXY")
-
-
-def validate(load: Callable[[], Settings]) -> tuple[Settings | None, list[Problem], list[Problem]]:
-    """Run a loader and return (settings or None, errors, warnings) instead of raising."""
-    try:
-        settings = load()
-    except ConfigError as exc:
-        return None, list(exc.problems), list(exc.warnings)
-    return settings, [], list(settings.warnings)
