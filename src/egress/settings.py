@@ -54,6 +54,7 @@ import yaml
 from egress.catalog import check_features
 from egress.errors import ConfigError, Problem
 from egress.noproxy import NoProxyMatcher
+from egress.redact import REDACTED, Secret, mask_url, shown
 from egress.warehouses import WAREHOUSES
 
 if TYPE_CHECKING:
@@ -61,32 +62,6 @@ if TYPE_CHECKING:
 
 DEPLOYMENT_KINDS = ("kubernetes", "single-vm")
 DEFAULT_WAREHOUSES = tuple(WAREHOUSES)
-REDACTED = "********"
-
-
-class Secret:
-    """A value that never shows itself in ``str``, ``repr``, logs or messages."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself, for the one place that must send it (the proxy's auth header)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({REDACTED!r})"
-
-    def __str__(self) -> str:
-        return REDACTED
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -240,21 +215,13 @@ class _Problems:
 
 
 def _show(value: object) -> str:
-    """A short, quoted rendering of a bad value for a message."""
-    text = value if isinstance(value, str) else repr(value)
-    text = redact_url(text)
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return '"' + text.replace('"', '\\"') + '"' if isinstance(value, str) else text
+    """A short, quoted, masked rendering of a bad value for a message."""
+    return shown(value)
 
 
 def redact_url(text: str) -> str:
-    """Mask the password of any ``scheme://user:password@`` in ``text``.
-
-    >>> redact_url("http://alice:s3cret@proxy:3128")
-    'http://alice:********@proxy:3128'
-    """
-    return re.sub(r"(?<=://)([^/@\s:]*):[^/@\s]*@", rf"\1:{REDACTED}@", text)
+    """Mask the password of a URL (kept for callers of the old name; see :mod:`egress.redact`)."""
+    return mask_url(text)
 
 
 _TRUE = {"true", "yes", "on", "1"}

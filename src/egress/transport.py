@@ -64,8 +64,9 @@ from egress.errors import (
     UnsupportedRoute,
 )
 from egress.noproxy import canonical_host
+from egress.redact import REDACTED
 from egress.router import Decision
-from egress.settings import REDACTED, ProxySettings, ProxyURL, Settings
+from egress.settings import ProxySettings, ProxyURL, Settings
 
 if TYPE_CHECKING:
     from httpx._client import EventHook
