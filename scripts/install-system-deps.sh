@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# Install the system packages the integration and browser tests need (Debian 12).
+# Install every system binary a test calls (Debian 12): nothing else.
 #
 # Idempotent: only what is missing is installed, `apt-get update` runs at most once, and one
 # line per package says "present" or "installed". Needs root only when something is missing.
 #   squid-openssl    /usr/sbin/squid built --with-openssl (the plain `squid` package is GnuTLS)
 #   postgresql       server binaries /usr/lib/postgresql/*/bin/initdb
-#   socat            /usr/bin/socat
-#   chromium         /usr/bin/chromium
-#   chromium-driver  /usr/bin/chromedriver
+#   nodejs           /usr/bin/node  (PAC files and NO_PROXY read the way Node reads them)
+#   curl             /usr/bin/curl  (the env file read the way curl reads it, through Squid)
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -18,25 +17,20 @@ have_squid_openssl() {
 have_postgresql() {
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
-have_socat() {
-    command -v socat >/dev/null 2>&1
+have_node() {
+    command -v node >/dev/null 2>&1
 }
-have_chromium() {
-    [[ -x /usr/bin/chromium ]]
-}
-have_chromium_driver() {
-    [[ -x /usr/bin/chromedriver ]] || dpkg-query -W -f='${Status}' chromium-driver 2>/dev/null \
-        | grep -q 'install ok installed'
+have_curl() {
+    command -v curl >/dev/null 2>&1
 }
 
 # package name -> check function, in install order
-packages=(squid-openssl postgresql socat chromium chromium-driver)
+packages=(squid-openssl postgresql nodejs curl)
 declare -A checks=(
     [squid-openssl]=have_squid_openssl
     [postgresql]=have_postgresql
-    [socat]=have_socat
-    [chromium]=have_chromium
-    [chromium-driver]=have_chromium_driver
+    [nodejs]=have_node
+    [curl]=have_curl
 )
 
 # Another apt/dpkg run may be going on (e.g. a background install at image start): wait for it
