@@ -76,8 +76,9 @@ class _Console:
             self.keep_secret(password)
 
     def clean(self, text: str) -> str:
-        """``text`` fit for a terminal: one line per line, secrets masked, the rest escaped."""
-        return "\n".join(printable(scrub(line, self.secrets)) for line in text.split("\n"))
+        """``text`` as one line fit for a terminal: secrets masked, line breaks and every other
+        control character escaped."""
+        return printable(scrub(text, self.secrets))
 
     def out(self, text: str = "") -> None:
         self.stdout.write(self.clean(text) + "\n")
@@ -106,8 +107,31 @@ class _Console:
             self.err(f"  hint: {hint}")
 
     def traceback(self, exc: BaseException) -> None:
-        """The traceback (``--debug``), with every known secret masked and every line escaped."""
-        self.stderr.write(self.clean("".join(traceback.format_exception(exc)).rstrip("\n")) + "\n")
+        """The traceback (``--debug``), causes first as Python prints it, every known secret
+        masked and each exception's message kept on its line (a message cannot forge lines)."""
+        chain: list[tuple[BaseException, str]] = []
+        link: BaseException | None = exc
+        why = ""
+        while link is not None and all(link is not seen for seen, _ in chain):
+            chain.append((link, why))
+            if link.__cause__ is not None:
+                link, why = link.__cause__, _CAUSE
+            elif link.__context__ is not None and not link.__suppress_context__:
+                link, why = link.__context__, _CONTEXT
+            else:
+                link = None
+        for link, why in reversed(chain):
+            self.err("Traceback (most recent call last):")
+            for line in "".join(traceback.format_tb(link.__traceback__)).splitlines():
+                self.err(line)
+            for part in traceback.format_exception_only(type(link), link):
+                self.err(part.rstrip("\n"))
+            if why:  # how this one led to the next (newer) one
+                self.stderr.write(f"\n{why}\n\n")
+
+
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
 
 
 # -- argument types: each refuses a bad value with a sentence naming the fix (exit 2) ------------
@@ -457,7 +481,8 @@ def cmd_explain(args: argparse.Namespace, con: _Console) -> int:
         return Exit.OK
     _print_decision(decision, con)
     if args.all_rules:
-        con.out("\nrules, in the order they are tried:")
+        con.out()
+        con.out("rules, in the order they are tried:")
         for r in router.rules():
             entries = ", ".join(r.entries) if r.entries else "-"
             con.out(f"  {r.rule:<28} {r.route:<7} {entries}")
