@@ -46,8 +46,8 @@ class Exit(IntEnum):
     FAILED = 1  # a check failed, or a value could not be found
     USAGE = 2  # the command line itself is wrong
     INVALID = 3  # the settings are invalid
-    INTERRUPTED = 130  # Ctrl-C
     INTERNAL = 70  # a bug in egress (EX_SOFTWARE); --debug shows where
+    INTERRUPTED = 130  # Ctrl-C
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -221,9 +221,13 @@ def _seconds(text: str) -> float:
 
 
 class _Parser(argparse.ArgumentParser):
+    secrets: Sequence[str] = ()
+    """Passwords in the command line being parsed (an unknown flag's value is echoed)."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"egress: error: {printable(message)}\n  hint: run '{self.prog} --help'\n")
+        said = printable(scrub(message, _Parser.secrets))
+        sys.stderr.write(f"egress: error: {said}\n  hint: run '{self.prog} --help'\n")
         raise SystemExit(Exit.USAGE)
 
 
@@ -664,6 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value
     )
     parser = _build_parser()
+    _Parser.secrets = con.secrets
     args, extra = parser.parse_known_args(arguments)
     if extra:  # e.g. `render helm --format x`: said by the subcommand that does not take it
         getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")

@@ -606,6 +606,12 @@ def test_the_password_from_the_environment_stays_hidden(
             assert PASSWORD not in out + err and "Pw/@xyz" not in out + err
 
 
+def test_a_password_in_a_mistyped_flag_is_not_echoed(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "explain", "https://x/", "--proxyy", f"http://u:{DEST_PASSWORD}@p:1")
+    assert code == 2 and "unrecognized arguments: --proxyy http://u:********@p:1" in err
+    assert DEST_PASSWORD not in err
+
+
 def test_a_destination_password_is_masked_in_explain(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"postgresql://u:{DEST_PASSWORD}@db.example.com/app"
     for extra in (
