@@ -1,33 +1,42 @@
-"""The ``egress`` command line. Exit codes are :class:`Exit`; errors are one sentence and a hint."""
+"""The ``egress`` command line. Exit codes are :class:`Exit`; errors are one sentence and a hint.
+
+Every line written for people goes through :class:`_Console`: known passwords scrubbed, control
+characters escaped (a value cannot forge an ``error:`` line or move the cursor). ``--json`` output
+is JSON, escaped by ``json`` itself; a rendered artifact is written as the renderer made it.
+A traceback is shown only with ``--debug``, and scrubbed the same way.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum
 from typing import TextIO
 
-from egress.errors import ConfigError, EgressError, Problem
-from egress.render import KINDS, RenderOptions, renderer
+from egress.errors import ConfigError, EgressError, EgressTransportError, Problem, UsageError
+from egress.redact import mask_url, printable, scrub, shown, split_userinfo
+from egress.render import KINDS, RenderOptions, check_env_artifact, renderer
 from egress.router import Decision
 from egress.settings import Settings, load_environment, load_helm_values, load_yaml
 from egress.warehouses import WAREHOUSES
 
+__all__ = ["Exit", "UsageError", "main"]
+
 KUBECTL_ARGS = ["get", "svc", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP}"]
 
+MAX_TIMEOUT = 3600.0
+"""The longest ``cluster-ip --timeout`` (seconds); longer is a typo, not a wish."""
 
-class UsageError(EgressError):
-    """The command line itself is wrong (exit 2)."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.hint = hint
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "GRPC_PROXY")
 
 
 class Exit(IntEnum):
@@ -37,21 +46,311 @@ class Exit(IntEnum):
     FAILED = 1  # a check failed, or a value could not be found
     USAGE = 2  # the command line itself is wrong
     INVALID = 3  # the settings are invalid
+    INTERNAL = 70  # a bug in egress (EX_SOFTWARE); --debug shows where
+    INTERRUPTED = 130  # Ctrl-C
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+class _Console:
+    """Where every line for people goes: secrets scrubbed, control characters escaped."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.secrets: list[str] = []
+
+    def keep_secret(self, value: str | None) -> None:
+        """Never print ``value``, in any line, message or traceback."""
+        if value and value not in self.secrets:
+            self.secrets.append(value)
+            encoded = json.dumps(value)[1:-1]  # how it would look inside a JSON string
+            if encoded != value:
+                self.secrets.append(encoded)
+
+    def keep_url_secrets(self, texts: Iterable[str]) -> None:
+        """The password of every URL among ``texts`` (arguments, proxy variables)."""
+        for text in texts:
+            _, _, password, _ = split_userinfo(text)
+            self.keep_secret(password)
+
+    def clean(self, text: str) -> str:
+        """``text`` as one line fit for a terminal: secrets masked, line breaks and every other
+        control character escaped."""
+        return printable(scrub(text, self.secrets))
+
+    def out(self, text: str = "") -> None:
+        self.stdout.write(self.clean(text) + "\n")
+
+    def err(self, text: str) -> None:
+        self.stderr.write(self.clean(text) + "\n")
+
+    def json(self, payload: object, indent: int | None = None) -> None:
+        """One JSON document on stdout (json escapes control characters itself)."""
+        self.stdout.write(scrub(json.dumps(payload, indent=indent), self.secrets) + "\n")
+
+    def data(self, text: str) -> None:
+        """An artifact, exactly as rendered (``render env --format secret`` holds the password)."""
+        self.stdout.write(text if text.endswith("\n") else text + "\n")
+
+    def problems(self, kind: str, problems: Sequence[Problem], to_stdout: bool = False) -> None:
+        write = self.out if to_stdout else self.err
+        for pr in problems:
+            write(f"{kind}: {pr.field}: {pr.message}" if pr.field else f"{kind}: {pr.message}")
+            if pr.hint:
+                write(f"  hint: {pr.hint}")
+
+    def fail(self, message: str, hint: str = "") -> None:
+        self.err(f"egress: error: {message}")
+        if hint:
+            self.err(f"  hint: {hint}")
+
+    def traceback(self, exc: BaseException) -> None:
+        """The traceback (``--debug``), causes first as Python prints it, every known secret
+        masked and each exception's message kept on its line (a message cannot forge lines)."""
+        chain: list[tuple[BaseException, str]] = []
+        link: BaseException | None = exc
+        why = ""
+        while link is not None and all(link is not seen for seen, _ in chain):
+            chain.append((link, why))
+            if link.__cause__ is not None:
+                link, why = link.__cause__, _CAUSE
+            elif link.__context__ is not None and not link.__suppress_context__:
+                link, why = link.__context__, _CONTEXT
+            else:
+                link = None
+        for link, why in reversed(chain):
+            self.err("Traceback (most recent call last):")
+            for line in "".join(traceback.format_tb(link.__traceback__)).splitlines():
+                self.err(line)
+            for part in traceback.format_exception_only(type(link), link):
+                self.err(part.rstrip("\n"))
+            if why:  # how this one led to the next (newer) one
+                self.stderr.write(f"\n{why}\n\n")
+
+
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
+
+
+# -- argument types: each refuses a bad value with a sentence naming the fix (exit 2) ------------
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+
+def _namespace(text: str) -> str:
+    """A Kubernetes namespace: a DNS-1123 label (``carto``, ``team-a``)."""
+    if len(text) <= 63 and _DNS_LABEL.fullmatch(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{shown(text)} is not a Kubernetes namespace: use at most 63 lower-case letters, digits "
+        "and '-', starting and ending with a letter or digit (e.g. carto)"
+    )
+
+
+def _dns_subdomain(text: str) -> bool:
+    return len(text) <= 253 and all(
+        len(label) <= 63 and _DNS_LABEL.fullmatch(label) for label in text.split(".")
+    )
+
+
+def _label(text: str) -> tuple[str, str]:
+    """A ``--pod-selector`` KEY=VALUE: a Kubernetes label key (``[prefix/]name``) and value."""
+    example = "e.g. --pod-selector app.kubernetes.io/part-of=carto"
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not KEY=VALUE ({example})")
+    prefix, slash, name = key.rpartition("/")
+    if (slash and not _dns_subdomain(prefix)) or not (
+        len(name) <= 63 and _LABEL_NAME.fullmatch(name)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{shown(key)} is not a Kubernetes label key: an optional DNS prefix and '/', then at "
+            "most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit "
+            f"({example})"
+        )
+    if value and not (len(value) <= 63 and _LABEL_NAME.fullmatch(value)):
+        raise argparse.ArgumentTypeError(
+            f"{shown(value)} is not a Kubernetes label value: at most 63 letters, digits, '-', "
+            f"'_' or '.', starting and ending with a letter or digit ({example})"
+        )
+    return key, value
+
+
+def _cidr(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} is not a CIDR (write e.g. 10.0.5.10/32)"
+        ) from None
+
+
+def _warehouse_cidr(text: str) -> tuple[str, str]:
+    kind, sep, cidr = text.partition("=")
+    kind = kind.strip().lower()
+    if not sep or kind not in WAREHOUSES:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} is not KIND=CIDR with a known warehouse (kinds: "
+            f"{', '.join(WAREHOUSES)}; e.g. postgres=10.20.0.0/16)"
+        )
+    try:
+        return kind, str(ipaddress.ip_network(cidr.strip(), strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} has {shown(cidr)}, which is not a CIDR (e.g. postgres=10.20.0.0/16)"
+        ) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value) and 0 < value <= MAX_TIMEOUT:
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{shown(text)} is not a number of seconds: give a positive number up to "
+        f"{MAX_TIMEOUT:g} (e.g. 20)"
+    )
+
+
+# -- the parser ----------------------------------------------------------------------------------
 
 
 class _Parser(argparse.ArgumentParser):
+    secrets: Sequence[str] = ()
+    """Passwords in the command line being parsed (an unknown flag's value is echoed)."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"egress: error: {message}\n  hint: run '{self.prog} --help'\n")
+        said = printable(scrub(message, _Parser.secrets))
+        sys.stderr.write(f"egress: error: {said}\n  hint: run '{self.prog} --help'\n")
         raise SystemExit(Exit.USAGE)
 
 
-def _add_source(p: argparse.ArgumentParser) -> None:
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--config", metavar="F", help="egress.yaml to load")
-    group.add_argument(
-        "--helm-values", metavar="F", help="the seed chart's customizations.yaml to load"
+def _add_common(p: argparse.ArgumentParser, *, source: bool = True) -> None:
+    """--debug (also accepted after the command) and, where settings are read, their source."""
+    p.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
+    p.set_defaults(parser=p)  # the subcommand's own parser reports what it does not take
+    if source:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--config", metavar="F", help="egress.yaml to load")
+        group.add_argument(
+            "--helm-values", metavar="F", help="the seed chart's customizations.yaml to load"
+        )
+
+
+def _add_features(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--features",
+        metavar="LIST",
+        help="comma-separated feature groups in scope, instead of the settings' features",
+    )
+
+
+def _add_namespace(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--namespace", type=_namespace, metavar="NS", help="Kubernetes namespace for the objects"
+    )
+
+
+def _env_options(args: argparse.Namespace) -> RenderOptions:
+    if args.namespace is not None and args.format in (None, "dotenv"):
+        args.parser.error("--namespace applies only to --format configmap or --format secret")
+    return RenderOptions(format=args.format, namespace=args.namespace)
+
+
+def _networkpolicy_options(args: argparse.Namespace) -> RenderOptions:
+    keys = [key for key, _ in args.pod_selector]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        args.parser.error(
+            f"--pod-selector names {', '.join(map(shown, twice))} more than once; a pod has one "
+            "value per label key"
+        )
+    return RenderOptions(
+        proxy_cidr=args.proxy_cidr,
+        warehouse_cidrs=tuple(args.warehouse_cidr),
+        namespace=args.namespace,
+        pod_labels=tuple(args.pod_selector),
+        in_cluster=args.in_cluster,
+    )
+
+
+def _squid_options(args: argparse.Namespace) -> RenderOptions:
+    return RenderOptions(features=_features(args.features))
+
+
+def _no_options(args: argparse.Namespace) -> RenderOptions:
+    return RenderOptions()
+
+
+def _add_render_kinds(render: argparse.ArgumentParser) -> None:
+    """One subcommand per artifact, each with only the flags its renderer reads."""
+    kinds = render.add_subparsers(dest="kind", metavar="KIND", parser_class=_Parser)
+    kinds.required = True
+    made: dict[str, argparse.ArgumentParser] = {}
+
+    def kind(name: str, help_: str, options: Callable[[argparse.Namespace], RenderOptions]) -> None:
+        p = kinds.add_parser(name, help=help_, description=help_)
+        _add_common(p)
+        p.set_defaults(func=cmd_render, options=options)
+        made[name] = p
+
+    kind("helm", "values for the platform's Helm chart (customizations.yaml fragment)", _no_options)
+    kind("env", "the proxy environment: an env file, a ConfigMap or a Secret", _env_options)
+    made["env"].add_argument(
+        "--format",
+        choices=["dotenv", "configmap", "secret"],
+        help="dotenv (default; docker compose, systemd), configmap, or secret (with credentials)",
+    )
+    _add_namespace(made["env"])
+    kind(
+        "networkpolicy",
+        "Kubernetes NetworkPolicies that allow what goes direct, and the proxy",
+        _networkpolicy_options,
+    )
+    np = made["networkpolicy"]
+    np.add_argument(
+        "--proxy-cidr", type=_cidr, metavar="CIDR", help="the proxy's address (e.g. 10.0.5.10/32)"
+    )
+    np.add_argument(
+        "--warehouse-cidr",
+        type=_warehouse_cidr,
+        action="append",
+        default=[],
+        metavar="KIND=CIDR",
+        help="where a warehouse that goes direct lives (repeatable)",
+    )
+    _add_namespace(np)
+    np.add_argument(
+        "--pod-selector",
+        type=_label,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="select the platform's pods by this label (repeatable; default: every pod)",
+    )
+    np.add_argument(
+        "--in-cluster",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="allow traffic between the namespace's pods (default: on)",
+    )
+    kind(
+        "squid",
+        "a Squid allowlist of the destinations in scope, for the proxy team",
+        _squid_options,
+    )
+    _add_features(made["squid"])
+    kind("pac", "a PAC file that sends each destination where the router does", _no_options)
+    missing = set(KINDS) - set(made)
+    assert not missing, f"render kinds without a subcommand: {missing}"
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -72,7 +371,7 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=list(WAREHOUSES),
         help=f"the destination is this warehouse ({', '.join(WAREHOUSES)})",
     )
-    _add_source(ex)
+    _add_common(ex)
     ex.add_argument("--proxy", metavar="URL", help="the proxy (switched on), instead of settings")
     ex.add_argument("--no-proxy", metavar="LIST", help="comma-separated exclusions (NO_PROXY)")
     ex.add_argument("--json", action="store_true", help="print one JSON object")
@@ -80,46 +379,20 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_explain)
 
     va = sub.add_parser("validate", help="every problem and warning in the settings")
-    _add_source(va)
+    _add_common(va)
     va.add_argument("--json", action="store_true", help="print one JSON object")
     va.set_defaults(func=cmd_validate)
 
-    re_ = sub.add_parser("render", help="an artifact for the operator, on stdout")
-    re_.add_argument("kind", choices=list(KINDS), metavar="KIND", help=" | ".join(KINDS))
-    _add_source(re_)
-    re_.add_argument(
-        "--format",
-        choices=["dotenv", "configmap", "secret"],
-        help="env only: dotenv (default), configmap or secret",
+    re_ = sub.add_parser(
+        "render",
+        help="an artifact for the operator, on stdout",
+        description="An artifact for the operator, on stdout; its warnings on stderr.",
     )
-    re_.add_argument("--proxy-cidr", metavar="CIDR", help="networkpolicy: the proxy's address")
-    re_.add_argument(
-        "--warehouse-cidr",
-        action="append",
-        default=[],
-        metavar="KIND=CIDR",
-        help="networkpolicy: where a warehouse that goes direct lives (repeatable)",
-    )
-    re_.add_argument("--features", metavar="LIST", help="comma-separated feature groups in scope")
-    re_.add_argument("--namespace", metavar="NS", help="Kubernetes namespace for the objects")
-    re_.add_argument(
-        "--pod-selector",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="networkpolicy: select the platform's pods by this label (repeatable)",
-    )
-    re_.add_argument(
-        "--in-cluster",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="networkpolicy: allow traffic between the namespace's pods (default: on)",
-    )
-    re_.set_defaults(func=cmd_render)
+    _add_render_kinds(re_)
 
     ca = sub.add_parser("catalog", help="destinations in scope, and the route each one takes")
-    _add_source(ca)
-    ca.add_argument("--features", metavar="LIST", help="comma-separated feature groups in scope")
+    _add_common(ca)
+    _add_features(ca)
     ca.add_argument("--json", action="store_true", help="print a JSON list")
     ca.set_defaults(func=cmd_catalog)
 
@@ -127,12 +400,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "cluster-ip",
         help="the ClusterIP of the kubernetes Service (KUBERNETES_SERVICE_HOST, else kubectl)",
     )
+    _add_common(ci, source=False)
     ci.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=20.0,
         metavar="S",
-        help="seconds to wait for kubectl (default 20)",
+        help=f"seconds to wait for kubectl (default 20, at most {MAX_TIMEOUT:g})",
     )
     ci.set_defaults(func=cmd_cluster_ip)
     return parser
@@ -141,49 +415,61 @@ def _build_parser() -> argparse.ArgumentParser:
 # -- loading settings ----------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace) -> Settings:
+def _load(args: argparse.Namespace, con: _Console) -> Settings:
     if args.config:
-        return load_yaml(args.config)
-    if args.helm_values:
-        return load_helm_values(args.helm_values)
-    return load_environment()
+        settings = load_yaml(args.config)
+    elif args.helm_values:
+        settings = load_helm_values(args.helm_values)
+    else:
+        settings = load_environment()
+    return _kept(settings, con)
 
 
-def _settings_for_explain(args: argparse.Namespace) -> Settings:
+def _kept(settings: Settings, con: _Console) -> Settings:
+    """``settings``, with its proxy password made unprintable on ``con``."""
+    password = settings.proxy.password
+    con.keep_secret(password.reveal() if password is not None else None)
+    return settings
+
+
+def _settings_for_explain(args: argparse.Namespace, con: _Console) -> Settings:
     if args.proxy is not None and not (args.config or args.helm_values):
-        return Settings.from_proxy(args.proxy, no_proxy=args.no_proxy)
-    settings = _load(args)
+        return _kept(Settings.from_proxy(args.proxy, no_proxy=args.no_proxy), con)
+    settings = _load(args, con)
     if args.proxy is None and args.no_proxy is None:
         return settings
-    return settings.override(proxy_url=args.proxy, no_proxy=args.no_proxy)
+    return _kept(settings.override(proxy_url=args.proxy, no_proxy=args.no_proxy), con)
 
 
-# -- output helpers --------------------------------------------------------------------------------
+def _features(text: str | None) -> tuple[str, ...] | None:
+    """``--features``: the names, or ConfigError (exit 3) for one the catalog does not know.
 
+    Checked here, before anything is loaded, so every command that takes ``--features`` refuses
+    an unknown name with the same message.
+    """
+    if text is None:
+        return None
+    from egress.catalog import check_features
 
-def _problem_lines(kind: str, problems: Sequence[Problem], out: TextIO) -> None:
-    for pr in problems:
-        out.write(f"{kind}: {pr.field}: {pr.message}\n" if pr.field else f"{kind}: {pr.message}\n")
-        if pr.hint:
-            out.write(f"  hint: {pr.hint}\n")
-
-
-def _fail(message: str, hint: str = "") -> None:
-    sys.stderr.write(f"egress: error: {message}\n")
-    if hint:
-        sys.stderr.write(f"  hint: {hint}\n")
+    names = tuple(t for t in text.replace(",", " ").split() if t)
+    problems = check_features(names, "--features")
+    if problems:
+        raise ConfigError(problems)
+    return names
 
 
 # -- commands ------------------------------------------------------------------------------------
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    settings = _settings_for_explain(args)
-    decision = settings.router().decide(args.url, warehouse=args.warehouse)
+def cmd_explain(args: argparse.Namespace, con: _Console) -> int:
+    settings = _settings_for_explain(args, con)
+    router = settings.router()
+    decision = router.decide(args.url, warehouse=args.warehouse)
     # Only what changes routes is repeated here; `egress validate` lists every warning.
-    _problem_lines("note", [w for w in settings.warnings if _about_routing(w)], sys.stderr)
+    con.problems("note", [w for w in settings.warnings if _about_routing(w)])
     if args.json:
         payload: dict[str, object] = dict(decision.as_dict())
+        payload["url"] = mask_url(decision.url)
         if args.all_rules:
             payload["rules"] = [
                 {
@@ -193,17 +479,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     "source": r.source,
                     "reason": r.sentence,
                 }
-                for r in settings.router().rules()
+                for r in router.rules()
             ]
-        print(json.dumps(payload, indent=None if not args.all_rules else 2))
+        con.json(payload, indent=2 if args.all_rules else None)
         return Exit.OK
-    _print_decision(decision)
+    _print_decision(decision, con)
     if args.all_rules:
-        print("\nrules, in the order they are tried:")
-        for r in settings.router().rules():
+        con.out()
+        con.out("rules, in the order they are tried:")
+        for r in router.rules():
             entries = ", ".join(r.entries) if r.entries else "-"
-            print(f"  {r.rule:<28} {r.route:<7} {entries}")
-            print(f"  {'':<28} from {r.source}: {r.sentence}")
+            con.out(f"  {r.rule:<28} {r.route:<7} {entries}")
+            con.out(f"  {'':<28} from {r.source}: {r.sentence}")
     return Exit.OK
 
 
@@ -219,146 +506,92 @@ def _about_routing(warning: Problem) -> bool:
     )
 
 
-def _print_decision(d: Decision) -> None:
-    print(d.url)
-    print(f"  route   {d.route}")
-    print(f"  proxy   {d.proxy or '-'}")
-    print(f"  rule    {d.rule}")
-    print(f"  reason  {d.reason}")
+def _print_decision(d: Decision, con: _Console) -> None:
+    con.out(mask_url(d.url))
+    con.out(f"  route   {d.route}")
+    con.out(f"  proxy   {d.proxy or '-'}")
+    con.out(f"  rule    {d.rule}")
+    con.out(f"  reason  {d.reason}")
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace, con: _Console) -> int:
     errors: list[Problem]
     warnings: list[Problem]
     try:
-        settings = _load(args)
+        settings = _load(args, con)
         errors, warnings = [], list(settings.warnings)
     except ConfigError as exc:
         errors, warnings = list(exc.problems), list(exc.warnings)
     valid = not errors
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "valid": valid,
-                    "errors": [e.as_dict() for e in errors],
-                    "warnings": [w.as_dict() for w in warnings],
-                }
-            )
+        con.json(
+            {
+                "valid": valid,
+                "errors": [e.as_dict() for e in errors],
+                "warnings": [w.as_dict() for w in warnings],
+            }
         )
     else:
         source = args.config or args.helm_values or "the environment"
+        counted = _count(len(warnings), "warning")
         if valid:
-            print(f"{source}: valid ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})")
+            con.out(f"{source}: valid ({counted})")
         else:
-            print(
-                f"{source}: invalid ({len(errors)} error{'s' if len(errors) != 1 else ''}, "
-                f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''})"
-            )
-        _problem_lines("error", errors, sys.stdout)
-        _problem_lines("warning", warnings, sys.stdout)
+            con.out(f"{source}: invalid ({_count(len(errors), 'error')}, {counted})")
+        con.problems("error", errors, to_stdout=True)
+        con.problems("warning", warnings, to_stdout=True)
     return Exit.OK if valid else Exit.INVALID
 
 
-def _features(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    return tuple(t for t in text.replace(",", " ").split() if t)
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
-def _warehouse_cidrs(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    out: list[tuple[str, str]] = []
-    for pair in pairs:
-        kind, sep, cidr = pair.partition("=")
-        kind = kind.strip().lower()
-        if not sep or kind not in WAREHOUSES:
-            raise UsageError(
-                f"--warehouse-cidr {pair!r} is not KIND=CIDR with a known warehouse",
-                "write e.g. --warehouse-cidr postgres=10.20.0.0/16 "
-                f"(kinds: {', '.join(WAREHOUSES)})",
-            )
-        try:
-            network = ipaddress.ip_network(cidr.strip(), strict=False)
-        except ValueError as exc:
-            raise UsageError(
-                f"--warehouse-cidr {pair!r} has {cidr!r}, which is not a CIDR",
-                "write e.g. 10.20.0.0/16",
-            ) from exc
-        out.append((kind, str(network)))
-    return tuple(out)
-
-
-def _labels(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    out: list[tuple[str, str]] = []
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(
-                f"--pod-selector {pair!r} is not KEY=VALUE",
-                "write e.g. --pod-selector app.kubernetes.io/part-of=carto",
-            )
-        out.append((key.strip(), value.strip()))
-    return tuple(out)
-
-
-def cmd_render(args: argparse.Namespace) -> int:
-    settings = _load(args)
-    if args.format and args.kind != "env":
-        raise UsageError("--format applies only to render env", "drop --format")
-    if args.proxy_cidr is not None:
-        try:
-            ipaddress.ip_network(args.proxy_cidr, strict=False)
-        except ValueError as exc:
-            raise UsageError(
-                f"--proxy-cidr {args.proxy_cidr!r} is not a CIDR", "write e.g. 10.0.5.10/32"
-            ) from exc
-    options = RenderOptions(
-        format=args.format,
-        proxy_cidr=args.proxy_cidr,
-        warehouse_cidrs=_warehouse_cidrs(args.warehouse_cidr),
-        features=_features(args.features),
-        namespace=args.namespace,
-        pod_labels=_labels(args.pod_selector),
-        in_cluster=args.in_cluster,
-    )
+def cmd_render(args: argparse.Namespace, con: _Console) -> int:
+    options: RenderOptions = args.options(args)  # flags first: a usage error before any loading
+    settings = _load(args, con)
     artifact = renderer(args.kind)(settings, options)
-    sys.stdout.write(artifact.text if artifact.text.endswith("\n") else artifact.text + "\n")
+    if args.kind == "env":
+        # A variable over Linux's limit breaks every process started with it: refuse it.
+        check_env_artifact(artifact, options.format or "dotenv")
+    con.data(artifact.text)
     for warning in artifact.warnings:
-        sys.stderr.write(f"warning: {warning}\n")
+        con.err(f"warning: {warning}")
     return Exit.OK
 
 
-def cmd_catalog(args: argparse.Namespace) -> int:
+def cmd_catalog(args: argparse.Namespace, con: _Console) -> int:
     from egress.catalog import in_scope
 
-    settings = _load(args)
-    rows = in_scope(settings, _features(args.features))
+    features = _features(args.features)
+    settings = _load(args, con)
+    rows = in_scope(settings, features)
     if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        con.json([row.as_dict() for row in rows], indent=2)
         return Exit.OK
     width = max((len(r.destination) for r in rows), default=10)
     for r in rows:
         need = "required" if r.required else "optional"
-        print(f"{r.destination:<{width}}  {r.route:<6}  {r.feature:<16} {need:<8}  {r.purpose}")
-        print(f"{'':<{width}}  {'':<6}  rule {r.rule}: {r.reason}")
+        con.out(f"{r.destination:<{width}}  {r.route:<6}  {r.feature:<16} {need:<8}  {r.purpose}")
+        con.out(f"{'':<{width}}  {'':<6}  rule {r.rule}: {r.reason}")
     return Exit.OK
 
 
-def cmd_cluster_ip(args: argparse.Namespace) -> int:
+def cmd_cluster_ip(args: argparse.Namespace, con: _Console) -> int:
     host = os.environ.get("KUBERNETES_SERVICE_HOST", "").strip()
     if host:
         try:
-            print(ipaddress.ip_address(host))
+            con.out(str(ipaddress.ip_address(host)))
             return Exit.OK
         except ValueError:
-            _fail(
-                f"KUBERNETES_SERVICE_HOST is {host!r}, which is not an IP address",
+            con.fail(
+                f"KUBERNETES_SERVICE_HOST is {shown(host)}, which is not an IP address",
                 "unset it to ask kubectl instead",
             )
             return Exit.FAILED
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        _fail(
+        con.fail(
             "KUBERNETES_SERVICE_HOST is not set and kubectl is not on PATH",
             "run this inside a pod, or install kubectl with access to the cluster",
         )
@@ -368,16 +601,17 @@ def cmd_cluster_ip(args: argparse.Namespace) -> int:
             [kubectl, *KUBECTL_ARGS],
             capture_output=True,
             text=True,
+            errors="replace",
             timeout=args.timeout,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        _fail(f"kubectl did not answer within {args.timeout:g} s", "check the cluster access")
+        con.fail(f"kubectl did not answer within {args.timeout:g} s", "check the cluster access")
         return Exit.FAILED
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        _fail(
-            f"kubectl failed (exit {proc.returncode}): {detail}",
+        con.fail(
+            f"kubectl failed (exit {proc.returncode}): {detail[:300]}",
             "check that kubectl can reach the cluster: kubectl get svc kubernetes -n default",
         )
         return Exit.FAILED
@@ -385,37 +619,78 @@ def cmd_cluster_ip(args: argparse.Namespace) -> int:
     try:
         ip = ipaddress.ip_address(value)
     except ValueError:
-        _fail(
-            f"kubectl printed {value[:60]!r}, which is not an IP address",
+        con.fail(
+            f"kubectl printed {shown(value, 60)}, which is not an IP address",
             "check the kubernetes Service in the default namespace",
         )
         return Exit.FAILED
-    print(ip)
-    sys.stderr.write(f"put it in your settings: deployment.service_ip: {ip}\n")
+    con.out(str(ip))
+    con.err(f"put it in your settings: deployment.service_ip: {ip}")
     return Exit.OK
 
 
-# -- entry point -----------------------------------------------------------------------------
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def report(exc: BaseException, con: _Console, *, debug: bool = False) -> int:
+    """Say what went wrong in one sentence and a hint (the traceback too with ``debug``).
+
+    The exit code: 3 for refused settings, 2 for a wrong command line or URL, 1 for a request
+    that could not be carried out, 70 for a bug in egress.
+    """
+    if debug:
+        con.traceback(exc)
+    if isinstance(exc, ConfigError):
+        con.problems("error", exc.problems)
+        return Exit.INVALID
+    if isinstance(exc, EgressTransportError):
+        con.fail(str(exc), exc.hint)
+        return Exit.FAILED
+    if isinstance(exc, EgressError):
+        con.fail(str(exc), exc.hint)
+        return Exit.USAGE
+    con.fail(
+        f"internal error: {type(exc).__name__}: {str(exc)[:300]}",
+        "this is a bug in egress; run again with --debug for the traceback and report it",
+    )
+    return Exit.INTERNAL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (argparse exits 2 itself on a usage error)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    con = _Console(sys.stdout, sys.stderr)
+    con.keep_url_secrets(arguments)
+    con.keep_url_secrets(
+        value
+        for name in PROXY_VARIABLES
+        for value in (os.environ.get(name), os.environ.get(name.lower()))
+        if value
+    )
     parser = _build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+    _Parser.secrets = con.secrets
+    args, extra = parser.parse_known_args(arguments)
+    if extra:  # e.g. `render helm --format x`: said by the subcommand that does not take it
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    func: Callable[[argparse.Namespace, _Console], int] = args.func
     try:
-        return int(func(args))
-    except ConfigError as exc:
-        if args.debug:
-            raise
-        _problem_lines("error", exc.problems, sys.stderr)
-        return Exit.INVALID
-    except EgressError as exc:
-        if args.debug:
-            raise
-        _fail(str(exc), exc.hint)
-        return Exit.USAGE
+        return int(func(args, con))
     except KeyboardInterrupt:
-        return 130
+        return Exit.INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return Exit.FAILED
+    except Exception as exc:  # every error ends as one sentence, never a bare traceback
+        return report(exc, con, debug=args.debug)
+
+
+def _quiet_stdout() -> None:
+    """The reader went away (``| head``): point stdout at /dev/null so the final flush is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

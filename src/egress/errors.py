@@ -4,6 +4,7 @@
 
     EgressError
      ├── ConfigError          settings refused; carries every Problem (field, message, hint)
+     ├── UsageError           the command line itself is wrong (exit 2); names the flag
      ├── URLError             a destination URL egress cannot route (no host, bad characters)
      └── EgressTransportError a request could not be carried out; says which hop failed
           ├── ProxyUnreachable    the proxy did not accept a TCP (or TLS) connection
@@ -15,6 +16,15 @@
                                   (an HTTP request decided ``tunnel``)
 
 ``str(exc)`` is the whole story: what failed, on which hop, the value (redacted), and the fix.
+
+Every error pickles whole (``problems``, ``warnings``, ``hint``, ``hop``...), whatever its
+``__init__`` takes, so it survives a ``multiprocessing`` pool or a ``concurrent.futures`` worker:
+
+>>> import pickle
+>>> exc = ConfigError([Problem("proxy.url", "is missing", "set proxy.url")])
+>>> back = pickle.loads(pickle.dumps(exc))
+>>> back.problems == exc.problems, str(back), back.hint
+(True, 'proxy.url: is missing (set proxy.url)', 'set proxy.url')
 
 The HTTP clients raise subclasses that are *also* their library's own errors, so existing
 ``except httpx.TransportError`` / ``except requests.RequestException`` handlers keep working:
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,20 @@ class EgressError(Exception):
 
     hint: str = ""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds with ``cls(*self.args)``, which breaks on every subclass whose
+        # __init__ takes other arguments than its message (ConfigError's problems, the HTTP
+        # clients' cooperative errors); rebuild from args and the instance's attributes instead.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[EgressError], args: tuple[Any, ...], state: dict[str, Any]) -> EgressError:
+    """An error back from a pickle: its class, its args and its attributes, without __init__."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
 
 class ConfigError(EgressError):
     """Settings were refused as a whole; ``problems`` lists every reason, ``warnings`` the rest."""
@@ -64,6 +89,14 @@ class ConfigError(EgressError):
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
         super().__init__(f"{first}{suffix}")
         self.hint = first.hint
+
+
+class UsageError(EgressError):
+    """The command line itself is wrong (exit 2): a flag's value, a missing or extra argument."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class URLError(EgressError, ValueError):

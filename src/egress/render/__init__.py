@@ -2,6 +2,14 @@
 
 Every renderer is ``render(settings, options) -> Artifact``; ``egress render KIND`` prints
 ``Artifact.text`` on stdout and each of ``Artifact.warnings`` on stderr.
+
+An environment variable has a size limit of its own on Linux, which no renderer may pass without
+a word (:func:`check_env_size`, :func:`check_env_artifact`):
+
+>>> check_env_size("NO_PROXY", "localhost,.svc")
+>>> check_env_size("NO_PROXY", "x" * 140_000)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+egress.errors.ConfigError: excluded_domains: NO_PROXY would be 140,009 bytes ...limit of 131,071...
 """
 
 from __future__ import annotations
@@ -10,6 +18,9 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import yaml
+
+from egress.errors import ConfigError, Problem
 from egress.settings import Settings
 
 
@@ -53,3 +64,69 @@ def renderer(kind: str) -> Renderer:
     module = importlib.import_module(f"egress.render.{kind}")
     func: Renderer = module.render
     return func
+
+
+MAX_ARG_STRLEN = 131072
+"""Linux's limit on one environment string, ``NAME=value`` and its terminating NUL (32 pages of
+4 KiB). ``execve`` refuses a larger one with E2BIG, "Argument list too long"."""
+
+NO_PROXY_NAMES = ("NO_PROXY", "no_proxy")
+
+
+def check_env_size(name: str, value: str, field: str | None = None) -> None:
+    """Raise :class:`ConfigError` when ``NAME=value`` is too large for Linux to pass to a process.
+
+    A larger variable is written without complaint by every tool, and then *every* program started
+    with it fails with "Argument list too long": refuse it here, naming the size and the fix.
+    ``field`` is the setting it comes from (NO_PROXY: ``excluded_domains``).
+    """
+    size = len(name.encode()) + 1 + len(value.encode())  # "NAME=value", without the NUL
+    if size + 1 <= MAX_ARG_STRLEN:
+        return
+    if field is None:
+        field = "excluded_domains" if name in NO_PROXY_NAMES else name
+    raise ConfigError(
+        [
+            Problem(
+                field,
+                f"{name} would be {size:,} bytes (counting '{name}='), over Linux's limit of "
+                f"{MAX_ARG_STRLEN - 1:,} bytes for one environment variable (MAX_ARG_STRLEN, "
+                "128 KiB with its terminating NUL), so every process started with it would "
+                "fail with 'Argument list too long'",
+                "use fewer, broader entries: one wildcard domain (.corp.example) instead of many "
+                "hosts under it, one CIDR (10.20.0.0/16) instead of many addresses",
+            )
+        ]
+    )
+
+
+def env_variables(text: str, fmt: str = "dotenv") -> list[tuple[str, str]]:
+    """The (name, value) pairs a rendered env artifact sets, read back as its consumers read it.
+
+    ``dotenv``: ``NAME=value`` lines, a value bare or in single quotes (what ``render env``
+    writes); ``configmap`` / ``secret``: the ``data`` / ``stringData`` of the YAML object.
+
+    >>> env_variables("# c\\nNO_PROXY=a,.b\\nSSL_CERT_FILE='/x y'\\n")
+    [('NO_PROXY', 'a,.b'), ('SSL_CERT_FILE', '/x y')]
+    """
+    if fmt == "dotenv":
+        out: list[tuple[str, str]] = []
+        for line in text.splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            name, sep, value = line.partition("=")
+            if not sep:
+                continue
+            if len(value) >= 2 and value[0] == value[-1] == "'":
+                value = value[1:-1]
+            out.append((name.strip(), value))
+        return out
+    doc = yaml.safe_load(text)
+    data = (doc.get("stringData") or doc.get("data") or {}) if isinstance(doc, dict) else {}
+    return [(str(k), str(v)) for k, v in data.items()] if isinstance(data, dict) else []
+
+
+def check_env_artifact(artifact: Artifact, fmt: str = "dotenv") -> None:
+    """:func:`check_env_size` for every variable of a rendered env artifact."""
+    for name, value in env_variables(artifact.text, fmt):
+        check_env_size(name, value)
