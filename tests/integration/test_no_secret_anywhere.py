@@ -341,7 +341,7 @@ def test_debug_logs_of_requests_through_squid_hold_no_password(
     caplog: pytest.LogCaptureFixture,
     scheme: str,
 ) -> None:
-    """httpx, httpcore, urllib3 and requests at DEBUG, requests that really pass the proxy's auth."""
+    """httpx, httpcore, urllib3 and requests at DEBUG, on requests that pass the proxy's auth."""
     secret = tmp_path / "pw"
     secret.write_text(PASSWORD)
     settings = _settings(secret_squid.http_auth_url, secret)
