@@ -329,7 +329,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from egress.catalog import in_scope
+    from egress.scope import in_scope
 
     settings = _load(args)
     rows = in_scope(settings, _features(args.features))

@@ -9,17 +9,11 @@ from typing import Any
 
 import pytest
 
-from egress.catalog import (
-    CatalogError,
-    _parse,
-    check_features,
-    in_scope,
-    known_features,
-    load_catalog,
-)
+from egress.catalog import CatalogError, _parse, check_features, known_features, load_catalog
 from egress.cli import main
 from egress.errors import ConfigError
 from egress.noproxy import NoProxyMatcher, canonical_host
+from egress.scope import in_scope
 from egress.settings import Settings, load_settings_from_mapping
 from egress.warehouses import WAREHOUSES
 
