@@ -25,12 +25,15 @@ from egress.settings.model import ProxySettings, ProxyURL, Settings
 from egress.settings.proxy_url import parse_proxy_url
 from egress.settings.sections import deployment
 
+_ASCII_SPACE = " \t\n\v\f\r"
+
 
 def _env_first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
+    """The first of ``names`` set to more than ASCII whitespace (set-but-empty means unset)."""
     for name in names:
-        value = env.get(name)
-        if value is not None and value.strip():
-            return name, value.strip()
+        value = (env.get(name) or "").strip(_ASCII_SPACE)
+        if value:
+            return name, value
     return None
 
 

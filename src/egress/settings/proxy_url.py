@@ -29,13 +29,13 @@ _LONGEST_ECHOED: Final = 60
 """A hint repeats the value (``write http://VALUE``) only when it is at most this long."""
 
 
-def _credentials_hint(fld: str) -> str:
-    prefix = fld.rpartition(".")[0]
-    if prefix == "proxy":
-        return "remove them from the URL and set proxy.username and proxy.password_file"
+def _credentials_hint(fld: str, remove: str = "remove them from the URL") -> str:
+    """How to give proxy credentials instead: in egress.yaml, a username and a password file."""
+    if fld.startswith("proxy."):
+        return f"{remove} and set proxy.username and proxy.password_file"
     return (
-        "remove them from the URL; egress.yaml takes them as proxy.username and "
-        "proxy.password_file (a file), so the password never sits in a URL"
+        f"{remove}; egress.yaml takes them as proxy.username and proxy.password_file (a file), "
+        "so the password never sits in a URL"
     )
 
 
@@ -121,7 +121,7 @@ def proxy_from_parts(m: Mapping[str, Any], prefix: str, p: Problems) -> ProxyURL
         p.error(
             f"{prefix}host",
             "has credentials in it, where they would leak into logs and environment variables",
-            f"put only the name in {prefix}host",
+            _credentials_hint(f"{prefix}host", f"put only the name in {prefix}host"),
         )
         return None
     if "://" in host:

@@ -23,7 +23,6 @@ egress.errors.ConfigError: proxy: is written twice in "egress.yaml" (lines 1 and
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Final
 
 import yaml
@@ -89,15 +88,6 @@ def parse_yaml(text: str, what: str, name: str) -> object:
         ) from exc
 
 
-def _children(node: Node) -> Iterator[Node]:
-    if isinstance(node, SequenceNode):
-        yield from node.value
-    elif isinstance(node, MappingNode):
-        for key, value in node.value:
-            yield key
-            yield value
-
-
 def _check(root: Node, what: str, name: str) -> None:
     """Refuse runaway aliases first (bounded work), then duplicate keys and huge numbers."""
     distinct, expanded = _sizes(root, what, name)
@@ -117,18 +107,36 @@ def _check(root: Node, what: str, name: str) -> None:
         raise ConfigError(problems)
 
 
+def _collections(node: Node) -> list[Node]:
+    """The sequence and mapping nodes directly inside ``node`` (keys included)."""
+    if isinstance(node, SequenceNode):
+        return [c for c in node.value if not isinstance(c, ScalarNode)]
+    if isinstance(node, MappingNode):
+        return [c for pair in node.value for c in pair if not isinstance(c, ScalarNode)]
+    return []
+
+
 def _sizes(root: Node, what: str, name: str) -> tuple[int, int]:
-    """(distinct nodes, nodes once every alias is expanded), without expanding anything."""
+    """(distinct nodes, nodes once every alias is expanded), without expanding anything.
+
+    A scalar counts once per place it appears: an alias to a scalar cannot multiply anything.
+    """
+    if isinstance(root, ScalarNode):
+        return 1, 1
     size: dict[int, int] = {}
-    open_: set[int] = set()  # the nodes whose children are being counted: the current path
+    distinct = 0
+    open_: set[int] = set()  # the collections whose children are being counted: the current path
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
         node, counted = stack.pop()
         key = id(node)
+        inner = _collections(node)
         if counted:
             open_.discard(key)
-            total = 1 + sum(size[id(child)] for child in _children(node))
+            scalars = len(node.value) * (2 if isinstance(node, MappingNode) else 1) - len(inner)
+            total = 1 + scalars + sum(size[id(child)] for child in inner)
             size[key] = min(total, _SIZE_CAP)
+            distinct += 1 + scalars
             continue
         if key in size:
             continue
@@ -145,13 +153,13 @@ def _sizes(root: Node, what: str, name: str) -> tuple[int, int]:
             )
         open_.add(key)
         stack.append((node, True))
-        stack.extend((child, False) for child in _children(node) if id(child) not in size)
-    return len(size), size[id(root)]
+        stack.extend((child, False) for child in inner if id(child) not in size)
+    return distinct, size[id(root)]
 
 
 # A path is built only when a problem is reported: each node keeps a link to its parent's path
-# and its own segment (".key" or "[3]"), so a deep document costs no long strings.
-_Path = tuple["_Path", str] | None
+# and its own step (a key, or an index), so a deep or wide document costs no strings.
+_Path = tuple["_Path", "str | int"] | None
 _LONGEST_FIELD: Final = 200
 
 
@@ -160,17 +168,32 @@ def _field(path: _Path) -> str:
     parts: list[str] = []
     length = 0
     while path is not None and length <= _LONGEST_FIELD:
-        path, segment = path
-        parts.append(segment)
-        length += len(segment)
+        path, step = path
+        parts.append(f"[{step}]" if isinstance(step, int) else key_field(".", step))
+        length += len(parts[-1])
     text = "".join(reversed(parts)).removeprefix(".")
     if path is not None:
         text = "..." + text[-_LONGEST_FIELD:]
     return text or "settings"
 
 
+def _number_problem(node: Node, path: _Path) -> Problem | None:
+    """A problem if ``node`` is a number too long for any setting."""
+    if node.tag != _INT_TAG or len(node.value) <= LONGEST_NUMBER:
+        return None
+    return Problem(
+        _field(path),
+        f"a number of {len(node.value):,} characters (line {node.start_mark.line + 1}) is too "
+        "large for any setting",
+        "write the value this setting expects",
+    )
+
+
 def _strict_problems(root: Node, name: str) -> list[Problem]:
-    """A problem for each key written twice and each number too long, named by its path."""
+    """A problem for each key written twice and each number too long, named by its path.
+
+    Only collections are walked (each once, aliases included); their scalars are checked in place.
+    """
     problems: list[Problem] = []
     seen: set[int] = set()
     stack: list[tuple[Node, _Path]] = [(root, None)]
@@ -179,39 +202,36 @@ def _strict_problems(root: Node, name: str) -> list[Problem]:
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if isinstance(node, ScalarNode):
-            if node.tag == _INT_TAG and len(node.value) > LONGEST_NUMBER:
-                problems.append(
-                    Problem(
-                        _field(path),
-                        f"a number of {len(node.value):,} characters (line "
-                        f"{node.start_mark.line + 1}) is too large for any setting",
-                        "write the value this setting expects",
-                    )
-                )
-        elif isinstance(node, SequenceNode):
-            items = [(item, (path, f"[{i}]")) for i, item in enumerate(node.value)]
-            stack.extend(reversed(items))
+        children: list[tuple[Node, _Path]] = []
+        if isinstance(node, SequenceNode):
+            children = [(item, (path, i)) for i, item in enumerate(node.value)]
         elif isinstance(node, MappingNode):
-            first_line: dict[tuple[str, str], int] = {}
-            pending: list[tuple[Node, _Path]] = []
+            first: dict[tuple[str, str], Node] = {}
             for key, value in node.value:
-                label = key_field("", key.value if isinstance(key, ScalarNode) else "?")
-                child: _Path = (path, f".{label}")
-                if isinstance(key, ScalarNode) and key.tag != _MERGE_TAG:
-                    ident, line = (key.tag, key.value), key.start_mark.line + 1
-                    if ident in first_line:
-                        problems.append(
-                            Problem(
-                                _field(child),
-                                f"is written twice in {shown(name)} (lines {first_line[ident]} "
-                                f"and {line}); YAML would silently keep only the last one",
-                                f"keep one {label}: and merge the other into it",
-                            )
+                step = key.value if isinstance(key, ScalarNode) else "?"
+                children.append((key, (path, step)))
+                children.append((value, (path, step)))
+                if not isinstance(key, ScalarNode) or key.tag == _MERGE_TAG:
+                    continue
+                earlier = first.setdefault((key.tag, key.value), key)
+                if earlier is not key:
+                    label = key_field("", step)
+                    problems.append(
+                        Problem(
+                            _field((path, step)),
+                            f"is written twice in {shown(name)} (lines "
+                            f"{earlier.start_mark.line + 1} and {key.start_mark.line + 1}); "
+                            "YAML would silently keep only the last one",
+                            f"keep one {label}: and merge the other into it",
                         )
-                    else:
-                        first_line[ident] = line
-                pending.append((key, child))
-                pending.append((value, child))
-            stack.extend(reversed(pending))
+                    )
+        else:
+            children = [(node, path)]
+        for child, child_path in reversed(children):
+            if isinstance(child, ScalarNode):
+                problem = _number_problem(child, child_path)
+                if problem is not None:
+                    problems.append(problem)
+            else:
+                stack.append((child, child_path))
     return problems[:MAX_PROBLEMS]
