@@ -96,6 +96,15 @@ def test_https_url_overrides_only_https() -> None:
         pytest.param(
             {"proxy": {"host": "p", "port": 99999}}, "proxy.port", "not a port", id="port"
         ),
+        pytest.param(
+            {"proxy": {"host": "p", "port": "\u0663\u0661\u0662\u0668"}},
+            "proxy.port",
+            "not a port",
+            id="port-arabic-digits",
+        ),
+        pytest.param(
+            {"proxy": {"host": "p", "port": True}}, "proxy.port", "not a port", id="port-bool"
+        ),
         pytest.param({"proxy": {"enabled": "maybe"}}, "proxy.enabled", "true or false", id="bool"),
         pytest.param({"proxy": {"enabled": True}}, "proxy.url", "missing", id="enabled-no-url"),
         pytest.param(

@@ -138,6 +138,26 @@ def test_big_structure_in_a_message_is_described_not_printed() -> None:
     assert problem(exc, "proxy.url").message == "a list of 1000000 items is not a string"
 
 
+@pytest.mark.parametrize(
+    "key", ["url", "https_url", "host", "username", "password_file", "ca_file", "type"]
+)
+def test_a_megabyte_string_gives_a_short_message(key: str) -> None:
+    value = "h" * 2**20
+    base = {"host": "p"} if key == "type" else {"url": "http://p:3128"}
+    raw = {"proxy": {**base, key: value} if key != "url" else {key: value}}
+    exc = refused(lambda: load_settings_from_mapping(raw, env=NO_ENV))
+    for found in exc.problems:
+        assert len(str(found)) < 400, found.field
+
+
+@pytest.mark.parametrize(
+    "value", ["http://p:3128\r\nX-Forged: 1", "http://p:3128 x", "http://p\x00:3128"]
+)
+def test_environment_proxy_with_control_characters(value: str) -> None:
+    exc = refused(lambda: load_environment({"HTTPS_PROXY": value}))
+    assert "spaces or control characters" in problem(exc, "HTTPS_PROXY").message
+
+
 # -- numbers of thousands of digits ----------------------------------------------------------------
 
 
