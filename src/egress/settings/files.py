@@ -4,14 +4,14 @@ Every loader reads through :func:`read_regular_file`, so no input can make egres
 memory: ``/dev/zero``, ``/dev/urandom``, a FIFO with no writer, a directory or a socket is refused
 before a byte is read, and a file is never read past its cap.
 
-==================================  ==========  =============================================
-what                                cap         read by
-==================================  ==========  =============================================
-``egress.yaml`` (``--config``)      1 MiB       :func:`~egress.settings.load_yaml`
-seed Helm values (``--helm-values``) 1 MiB      :func:`~egress.settings.load_helm_values`
-``proxy.password_file``             4 KiB       the proxy password, one line
-``proxy.ca_file``                   1 MiB       PEM bundle (a few hundred CAs fit)
-==================================  ==========  =============================================
+=======================================  =======  ==========================================
+what                                     cap      why that much
+=======================================  =======  ==========================================
+``egress.yaml`` (``--config``)           1 MiB    thousands of exclusions still fit
+seed Helm values (``--helm-values``)     1 MiB    the same, for ``customizations.yaml``
+``proxy.password_file``                  4 KiB    one line: the proxy password
+``proxy.ca_file``                        1 MiB    a PEM bundle of several hundred CAs
+=======================================  =======  ==========================================
 
 >>> p = Problems()
 >>> read_regular_file("/dev/zero", "proxy.password_file", PASSWORD_LIMIT, p, fix="use a file")
