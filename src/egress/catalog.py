@@ -1,24 +1,16 @@
-"""The destination catalog: what the platform reaches outside the network (``catalog.yaml``).
+"""The destination catalog as data: what the platform reaches outside the network.
 
-Each destination belongs to one group. ``core`` is always in scope, a warehouse group when its
-warehouse is in ``settings.warehouses``, a feature group when its name is in ``settings.features``
-(or the ``--features`` override). :func:`in_scope` lists the destinations in scope, each with the
-router's decision for a representative URL: the host itself, or for a wildcard (and for ``*``)
-the ``sample`` host of the catalog, which :attr:`Row.sample` flags.
+The destinations and their groups live in ``catalog.yaml``, next to this module. Each
+destination belongs to one group: ``core`` (always in scope), a warehouse group (in scope when
+its warehouse is in ``settings.warehouses``) or a feature group (when named in
+``settings.features``). This module only reads and checks the data; which groups and
+destinations are in scope for given settings, and how each is routed, is :mod:`egress.scope`.
 
->>> from egress.settings import Settings
->>> rows = in_scope(Settings.from_proxy("https://proxy:3129"), ("core", "geocoding-tomtom"))
->>> [(r.destination, r.route, r.rule) for r in rows if r.feature != "core"][:3]
-[('bigquerystorage.googleapis.com:443', 'proxy', 'warehouse:bigquery'), \
-('bigquerydatatransfer.googleapis.com:443', 'proxy', 'warehouse:bigquery'), \
-('oauth2.googleapis.com:443', 'proxy', 'default')]
->>> row = next(r for r in rows if r.feature == "snowflake")
->>> row.host, row.url, row.sample, row.route
-('*.snowflakecomputing.com', 'https://acme.snowflakecomputing.com/', True, 'direct')
->>> in_scope(Settings(), ("core", "geocodeing"))  # doctest: +ELLIPSIS
-Traceback (most recent call last):
-...
-egress.errors.ConfigError: --features: "geocodeing" is not a known feature group; known: core, ...
+>>> catalog = load_catalog()
+>>> catalog.groups["core"].scope, known_features()[0]
+('always', 'core')
+>>> check_features(["core", "geocodeing"])[0].message  # doctest: +ELLIPSIS
+'"geocodeing" is not a known feature group; known: core, ...'
 """
 
 from __future__ import annotations
@@ -27,17 +19,13 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import yaml
 
-from egress.errors import ConfigError, Problem
+from egress.errors import Problem
 from egress.noproxy import NoProxyMatcher, canonical_host
 from egress.warehouses import WAREHOUSE_BY_SCHEME, WAREHOUSES
-
-if TYPE_CHECKING:
-    from egress.router import Decision
-    from egress.settings import Settings
 
 Scope = Literal["always", "warehouse", "feature"]
 
@@ -96,61 +84,6 @@ class Destination:
     @property
     def destination(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class Row:
-    """A destination in scope, with the route the router gives its representative URL."""
-
-    destination: str
-    """``host:port`` as the catalog writes it (``*.snowflakecomputing.com:443``)."""
-    host: str
-    port: int
-    url: str
-    sample: bool
-    """True when ``url`` uses the catalog's sample host in place of a wildcard."""
-    feature: str
-    required: bool
-    purpose: str
-    warehouse: str | None
-    decision: Decision
-    also_in: tuple[str, ...] = ()
-    """Other groups in scope that list the same host and port."""
-
-    @property
-    def route(self) -> str:
-        return self.decision.route
-
-    @property
-    def proxy(self) -> str | None:
-        return self.decision.proxy
-
-    @property
-    def rule(self) -> str:
-        return self.decision.rule
-
-    @property
-    def reason(self) -> str:
-        return self.decision.reason
-
-    def as_dict(self) -> dict[str, object]:
-        """The JSON form of ``egress catalog --json``."""
-        return {
-            "destination": self.destination,
-            "host": self.host,
-            "port": self.port,
-            "url": self.url,
-            "sample": self.sample,
-            "feature": self.feature,
-            "also_in": list(self.also_in),
-            "required": self.required,
-            "purpose": self.purpose,
-            "warehouse": self.warehouse,
-            "route": self.route,
-            "proxy": self.proxy,
-            "rule": self.rule,
-            "reason": self.reason,
-        }
 
 
 @dataclass(frozen=True)
@@ -261,55 +194,3 @@ def check_features(features: Iterable[str], field: str = "features") -> list[Pro
             "not features; " + hint
         )
     return [Problem(field, f"{quoted} {verb}; known: {', '.join(known)}", hint)]
-
-
-def groups_in_scope(settings: Settings, features: Iterable[str] | None = None) -> list[Group]:
-    """The groups in scope, in catalog order; ConfigError for an unknown feature name."""
-    names = tuple(settings.features if features is None else features)
-    problems = check_features(names, "features" if features is None else "--features")
-    if problems:
-        raise ConfigError(problems)
-    wanted = set(names)
-    out: list[Group] = []
-    for group in load_catalog().groups.values():
-        if (
-            group.scope == "always"
-            or (group.scope == "warehouse" and group.warehouse in settings.warehouses)
-            or (group.scope == "feature" and group.name in wanted)
-        ):
-            out.append(group)
-    return out
-
-
-def in_scope(settings: Settings, features: tuple[str, ...] | None = None) -> list[Row]:
-    """Every destination in scope, once per host and port (the first group listing it wins,
-    ``required`` if any group requires it), each with the router's decision for its URL.
-
-    ``features`` replaces ``settings.features`` (``core`` is in scope either way).
-    """
-    scope = {g.name for g in groups_in_scope(settings, features)}
-    router = settings.router()
-    merged: dict[tuple[str, int], list[Destination]] = {}
-    for dest in load_catalog().destinations:
-        if dest.feature in scope:
-            merged.setdefault((dest.host, dest.port), []).append(dest)
-    rows: list[Row] = []
-    for same in merged.values():
-        first = same[0]
-        warehouse = next((d.warehouse for d in same if d.warehouse), None)
-        rows.append(
-            Row(
-                destination=first.destination,
-                host=first.host,
-                port=first.port,
-                url=first.url,
-                sample=first.wildcard,
-                feature=first.feature,
-                required=any(d.required for d in same),
-                purpose=first.purpose,
-                warehouse=warehouse,
-                decision=router.decide(first.url, warehouse=warehouse),
-                also_in=tuple(dict.fromkeys(d.feature for d in same[1:])),
-            )
-        )
-    return rows

@@ -561,7 +561,7 @@ def cmd_render(args: argparse.Namespace, con: _Console) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace, con: _Console) -> int:
-    from egress.catalog import in_scope
+    from egress.scope import in_scope
 
     features = _features(args.features)
     settings = _load(args, con)

@@ -60,6 +60,7 @@ __all__ = [
     "NoProxyMatcher",
     "canonical_host",
     "parse_token",
+    "split_no_proxy",
 ]
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -428,12 +429,22 @@ def _classify_domain(token: str, name: str, port: int | None) -> tuple[Entry, _K
     return Entry(token, "domain", name, port), name
 
 
-def _split(value: str | Iterable[str]) -> Iterable[str]:
+def split_no_proxy(value: str | Iterable[str]) -> list[str]:
+    """The tokens of a NO_PROXY value, or of several values: the one tokenizer of egress.
+
+    Split on commas and ASCII whitespace (space, tab, CR, LF, VT, FF), empty tokens dropped, as
+    curl and Go split. Settings, the environment loader and the matcher all call this, so they
+    always agree on what the entries are. Any other space (U+00A0 no-break space, U+3000) is
+    *not* a separator: it stays inside its token, which the matcher then ignores with a reason
+    (a space cannot be part of a host), rather than silently splitting an entry in two.
+
+    >>> split_no_proxy("localhost, .corp.example\t10.0.0.0/8,,")
+    ['localhost', '.corp.example', '10.0.0.0/8']
+    >>> split_no_proxy(["a.example,b.example", "c.example\u00a0d.example"])
+    ['a.example', 'b.example', 'c.example\xa0d.example']
+    """
     items = (value,) if isinstance(value, str) else value
-    for item in items:
-        for token in _SEPARATORS.split(item):
-            if token:
-                yield token
+    return [token for item in items for token in _SEPARATORS.split(item) if token]
 
 
 def parse_token(token: str) -> Entry | Ignored:
@@ -520,7 +531,7 @@ class NoProxyMatcher:
         """Compile a NO_PROXY value, or an iterable of values (each may itself be a list)."""
         pairs: list[tuple[Entry, _Key]] = []
         ignored: list[Ignored] = []
-        for token in _split(value):
+        for token in split_no_proxy(value):
             result = _classify(token)
             if isinstance(result, Ignored):
                 ignored.append(result)

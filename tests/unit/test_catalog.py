@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -9,17 +10,11 @@ from typing import Any
 
 import pytest
 
-from egress.catalog import (
-    CatalogError,
-    _parse,
-    check_features,
-    in_scope,
-    known_features,
-    load_catalog,
-)
+from egress.catalog import CatalogError, _parse, check_features, known_features, load_catalog
 from egress.cli import main
 from egress.errors import ConfigError
 from egress.noproxy import NoProxyMatcher, canonical_host
+from egress.scope import in_scope
 from egress.settings import Settings, load_settings_from_mapping
 from egress.warehouses import WAREHOUSES
 
@@ -385,3 +380,39 @@ def test_cli_catalog_json(capsys: pytest.CaptureFixture[str]) -> None:
     rows = {row["destination"]: row for row in json.loads(out)}
     assert rows["gcp-us-east1.api.carto.com:443"]["route"] == "proxy"
     assert rows["*.snowflakecomputing.com:443"]["route"] == "direct"  # example: https proxy
+
+
+# -- the import graph: data below, decisions above -------------------------------------------------
+
+SRC = Path(__file__).parents[2] / "src" / "egress"
+
+
+def egress_imports(path: Path) -> set[str]:
+    """Every ``egress.*`` module ``path`` imports, at module level or inside functions."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("egress"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("egress"))
+    return names
+
+
+def test_catalog_is_data_only() -> None:
+    """The catalog knows nothing of settings, the router or scope, so no cycle can form."""
+    assert egress_imports(SRC / "catalog.py") <= {
+        "egress.errors",
+        "egress.noproxy",
+        "egress.warehouses",
+    }
+
+
+def test_settings_never_import_scope_or_router_at_import_time() -> None:
+    for module in sorted((SRC / "settings").glob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        top_level = {
+            node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert not top_level & {"egress.scope", "egress.router", "egress.render"}, module.name
+    assert "egress.settings" in egress_imports(SRC / "scope.py")

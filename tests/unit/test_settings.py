@@ -96,6 +96,15 @@ def test_https_url_overrides_only_https() -> None:
         pytest.param(
             {"proxy": {"host": "p", "port": 99999}}, "proxy.port", "not a port", id="port"
         ),
+        pytest.param(
+            {"proxy": {"host": "p", "port": "\u0663\u0661\u0662\u0668"}},
+            "proxy.port",
+            "not a port",
+            id="port-arabic-digits",
+        ),
+        pytest.param(
+            {"proxy": {"host": "p", "port": True}}, "proxy.port", "not a port", id="port-bool"
+        ),
         pytest.param({"proxy": {"enabled": "maybe"}}, "proxy.enabled", "true or false", id="bool"),
         pytest.param({"proxy": {"enabled": True}}, "proxy.url", "missing", id="enabled-no-url"),
         pytest.param(
@@ -245,11 +254,19 @@ def test_warnings() -> None:
         },
         env=NO_ENV,
     )
-    fields_ = warning_fields(s)
-    assert {"proxy.verify", "excluded_domains", "deployment.service_ip", "warehouses"} <= fields_
+    assert warning_fields(s) == {"proxy.verify", "excluded_domains", "deployment.service_ip"}
     ignored = [w for w in s.warnings if w.field == "excluded_domains"]
     assert len(ignored) == 2
-    assert any("snowflake" in w.message.lower() for w in s.warnings)
+
+
+def test_settings_make_no_routing_warnings() -> None:
+    """What goes direct and why is said from the router's rules, not re-derived by settings."""
+    s = load_settings_from_mapping(
+        {"proxy": {"url": "https://p:3129"}, "warehouses": ["snowflake"]}, env=NO_ENV
+    )
+    assert s.router().decide("https://acme.snowflakecomputing.com/").route == "direct"
+    assert not any("snowflake" in w.message.lower() for w in s.warnings)
+    assert "warehouses" not in warning_fields(s)
 
 
 def test_service_ip_auto_reads_the_pod_environment() -> None:

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from egress.catalog import Row, groups_in_scope, in_scope
 from egress.noproxy import NoProxyMatcher, canonical_host
 from egress.render import Artifact, RenderOptions
+from egress.scope import Row, groups_in_scope, in_scope
 from egress.settings import ProxySettings, ProxyURL, Settings
 
 PLACEHOLDER_PROXY = ProxyURL("http", "proxy.invalid", 3128)

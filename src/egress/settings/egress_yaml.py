@@ -1,0 +1,196 @@
+"""The ``egress.yaml`` loader (and the same shape as a Python mapping).
+
+::
+
+    proxy:
+      enabled: true                          # the admin-console switch (S6)
+      url: http://proxy.corp.example:3128    # http:// or https://, or host / port / type
+      https_url: null                        # another proxy for https:// destinations
+      username: null                         # Basic auth (S14); the password only from a file
+      password_file: null
+      ca_file: null                          # PEM that signs the proxy's certificate
+      verify: true                           # verify the proxy's certificate
+    excluded_domains: [.corp.example]        # list, or one comma-separated string
+    deployment: {kind: kubernetes, cluster_domain: cluster.local, service_ip: auto,
+                 gke_workload_identity: false}
+    warehouses: [bigquery, snowflake, postgres, redshift, databricks]
+    tunnel_tcp_warehouses: false
+    features: [core]
+    resolve: {}                              # host -> IP for direct connections
+
+>>> s = load_settings_from_mapping({"proxy": {"url": "http://p:3128"}, "resolve":
+...     {"db.corp.example": "10.0.0.5"}}, env={})
+>>> s.resolve
+(('db.corp.example', '10.0.0.5'),)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+
+from egress.catalog import check_features
+from egress.redact import shown
+from egress.settings.fields import (
+    Problems,
+    boolean,
+    has_space_or_control,
+    key_field,
+    mapping,
+    text,
+    text_list,
+    unknown_keys,
+    valid_host,
+)
+from egress.settings.finish import finish
+from egress.settings.model import DEFAULT_WAREHOUSES, Settings
+from egress.settings.proxy_url import parse_proxy_url, proxy_from_parts
+from egress.settings.sections import deployment, proxy_settings
+from egress.settings.yaml_file import load_yaml_file
+from egress.warehouses import WAREHOUSES
+
+TOP_KEYS = (
+    "proxy",
+    "excluded_domains",
+    "deployment",
+    "warehouses",
+    "tunnel_tcp_warehouses",
+    "features",
+    "resolve",
+)
+PROXY_KEYS = (
+    "enabled",
+    "url",
+    "https_url",
+    "host",
+    "port",
+    "type",
+    "username",
+    "password_file",
+    "ca_file",
+    "verify",
+)
+DEPLOYMENT_KEYS = ("kind", "cluster_domain", "service_ip", "gke_workload_identity")
+
+
+def load_yaml(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Settings:
+    """Load and validate ``egress.yaml`` (a regular file of at most 1 MiB)."""
+    raw = load_yaml_file(path, "config")
+    return load_settings_from_mapping({} if raw is None else raw, source=str(path), env=env)
+
+
+def load_settings_from_mapping(
+    raw: object, *, source: str = "mapping", env: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate an ``egress.yaml``-shaped structure (already parsed)."""
+    env = os.environ if env is None else env
+    p = Problems()
+    top = mapping(raw, "", p)
+    unknown_keys(top, TOP_KEYS, "", p)
+
+    pm = mapping(top.get("proxy"), "proxy", p, example="proxy: {url: http://proxy:3128}")
+    unknown_keys(pm, PROXY_KEYS, "proxy.", p)
+    if pm.get("url") not in (None, "") and pm.get("host") not in (None, ""):
+        p.error("proxy.url", "is set together with proxy.host", "use either url or host/port/type")
+    url = parse_proxy_url(pm.get("url"), "proxy.url", p) or proxy_from_parts(pm, "proxy.", p)
+    https_url = parse_proxy_url(pm.get("https_url"), "proxy.https_url", p)
+    proxy = proxy_settings(
+        p,
+        enabled=boolean(
+            pm.get("enabled"), "proxy.enabled", p, default=url is not None or https_url is not None
+        ),
+        http_proxy=url,
+        https_proxy=https_url or url,
+        username=text(pm.get("username"), "proxy.username", p),
+        password_file=text(pm.get("password_file"), "proxy.password_file", p),
+        ca_file=text(pm.get("ca_file"), "proxy.ca_file", p),
+        verify=boolean(pm.get("verify"), "proxy.verify", p, default=True),
+        prefix="proxy.",
+    )
+
+    dm = mapping(top.get("deployment"), "deployment", p)
+    unknown_keys(dm, DEPLOYMENT_KEYS, "deployment.", p)
+    dep = deployment(
+        p,
+        kind=dm.get("kind"),
+        cluster_domain=dm.get("cluster_domain"),
+        service_ip=dm.get("service_ip"),
+        gke=dm.get("gke_workload_identity"),
+        prefix="deployment.",
+        env=env,
+    )
+
+    excluded = text_list(top.get("excluded_domains"), "excluded_domains", p) or []
+    warehouses = _warehouses(top.get("warehouses"), "warehouses", p)
+    features = text_list(top.get("features"), "features", p)
+    p.errors.extend(check_features(features or ()))
+    resolve = _resolve(top.get("resolve"), p)
+    return finish(
+        p,
+        Settings(
+            proxy=proxy,
+            excluded_domains=tuple(excluded),
+            deployment=dep,
+            warehouses=warehouses,
+            tunnel_tcp_warehouses=boolean(
+                top.get("tunnel_tcp_warehouses"), "tunnel_tcp_warehouses", p, default=False
+            ),
+            features=tuple(features) if features is not None else ("core",),
+            resolve=resolve,
+            source=source,
+        ),
+        excluded_field="excluded_domains",
+    )
+
+
+def _warehouses(value: object, fld: str, p: Problems) -> tuple[str, ...]:
+    names = text_list(value, fld, p)
+    if names is None:
+        return DEFAULT_WAREHOUSES
+    out: list[str] = []
+    for name in names:
+        key = name.lower()
+        if key not in WAREHOUSES:
+            p.error(
+                fld,
+                f"{shown(name)} is not a known warehouse",
+                f"use any of: {', '.join(WAREHOUSES)}",
+            )
+        elif key not in out:
+            out.append(key)
+    return tuple(out)
+
+
+def _resolve(value: object, p: Problems) -> tuple[tuple[str, str], ...]:
+    """``resolve``: host -> IP. Both sides are refused whole if they hold a space or control
+    character (a host here reaches connection code, where CR/LF must never go)."""
+    m = mapping(value, "resolve", p, example="resolve: {db.corp.example: 10.0.0.5}")
+    out: list[tuple[str, str]] = []
+    for host, ip in m.items():
+        fld = key_field("resolve.", host)
+        name = host.lower().rstrip(".")
+        if has_space_or_control(host):
+            p.error(
+                fld,
+                "the host name contains spaces or control characters",
+                "write the host name alone, e.g. db.corp.example",
+            )
+            continue
+        if not valid_host(name):
+            p.error(fld, f"{shown(host)} is not a valid host name", "write a DNS name or an IP")
+            continue
+        if isinstance(ip, str) and has_space_or_control(ip):
+            p.error(
+                fld,
+                f"{shown(ip)} contains spaces or control characters",
+                "write the IP address alone, e.g. 10.0.0.5",
+            )
+            continue
+        try:
+            if not isinstance(ip, str):
+                raise ValueError("an IP address is written as text")
+            out.append((name, str(ipaddress.ip_address(ip))))
+        except ValueError:
+            p.error(fld, f"{shown(ip)} is not an IP address", "map a host to an IP")
+    return tuple(out)

@@ -1,0 +1,134 @@
+"""The proxy and deployment sections, built the same way whichever input they came from.
+
+The ``egress.yaml`` and Helm loaders read their own spellings, then hand the values here, so the
+rules that tie fields together (a username needs a password file, an enabled proxy needs an
+address, the service IP's sources) are written once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+from egress.redact import Secret, shown
+from egress.settings.fields import Problems, boolean, text, valid_dns_name
+from egress.settings.files import check_ca_file, read_secret_file
+from egress.settings.model import DEPLOYMENT_KINDS, Deployment, ProxySettings, ProxyURL
+
+
+def proxy_settings(
+    p: Problems,
+    *,
+    enabled: bool,
+    http_proxy: ProxyURL | None,
+    https_proxy: ProxyURL | None,
+    username: str | None,
+    password_file: str | None,
+    ca_file: str | None,
+    verify: bool,
+    prefix: str,
+    ca_pem: str | None = None,
+    ca_configmap: tuple[str, str] | None = None,
+) -> ProxySettings:
+    """The proxy section; reads the password file and checks the CA file."""
+    password: Secret | None = None
+    if username is not None and (":" in username or any(ord(c) < 0x20 for c in username)):
+        p.error(f"{prefix}username", "contains ':' or control characters", "give only the name")
+    if password_file is not None:
+        password = read_secret_file(password_file, f"{prefix}password_file", p)
+        if username is None:
+            p.error(
+                f"{prefix}username",
+                "is missing while password_file is set",
+                "set the proxy user name",
+            )
+    elif username is not None:
+        p.error(
+            f"{prefix}password_file",
+            "is missing while username is set",
+            "point password_file at a file that holds the proxy password",
+        )
+    if ca_file is not None:
+        check_ca_file(ca_file, f"{prefix}ca_file", p)
+    address_refused = any(e.field.startswith(prefix) for e in p.errors)
+    if enabled and http_proxy is None and https_proxy is None and not address_refused:
+        p.error(
+            f"{prefix}url",
+            "is missing while the proxy is enabled",
+            "set the proxy URL, e.g. http://proxy.corp.example:3128, or switch the proxy off",
+        )
+    return ProxySettings(
+        enabled=enabled,
+        http_proxy=http_proxy,
+        https_proxy=https_proxy,
+        username=username,
+        password_file=password_file,
+        password=password,
+        ca_file=ca_file,
+        ca_pem=ca_pem,
+        ca_configmap=ca_configmap,
+        verify=verify,
+    )
+
+
+def deployment(
+    p: Problems,
+    *,
+    kind: object,
+    cluster_domain: object,
+    service_ip: object,
+    gke: object,
+    prefix: str,
+    env: Mapping[str, str],
+    kind_field: str = "kind",
+    cluster_domain_field: str = "cluster_domain",
+) -> Deployment:
+    """The deployment section; ``service_ip: auto`` (or none) reads ``KUBERNETES_SERVICE_HOST``."""
+    kind_text = (text(kind, f"{prefix}{kind_field}", p) or "kubernetes").lower()
+    if kind_text not in DEPLOYMENT_KINDS:
+        p.error(
+            f"{prefix}{kind_field}",
+            f"{shown(kind_text)} is not a known deployment kind",
+            f"use one of: {', '.join(DEPLOYMENT_KINDS)}",
+        )
+        kind_text = "kubernetes"
+    domain = (text(cluster_domain, f"{prefix}{cluster_domain_field}", p) or "cluster.local").lower()
+    domain = domain.strip(".")
+    if not valid_dns_name(domain):
+        p.error(
+            f"{prefix}{cluster_domain_field}",
+            f"{shown(domain)} is not a valid DNS domain",
+            "use the cluster's DNS domain, usually cluster.local",
+        )
+        domain = "cluster.local"
+    ip, ip_source = _service_ip(service_ip, f"{prefix}service_ip", env, p)
+    return Deployment(
+        kind=kind_text,  # type: ignore[arg-type]
+        cluster_domain=domain,
+        service_ip=ip,
+        service_ip_source=ip_source,
+        gke_workload_identity=boolean(gke, f"{prefix}gke_workload_identity", p, default=False),
+    )
+
+
+def _service_ip(
+    value: object, fld: str, env: Mapping[str, str], p: Problems
+) -> tuple[str | None, str]:
+    ip_text = text(value, fld, p)
+    if ip_text is None or ip_text.lower() == "auto":
+        host = env.get("KUBERNETES_SERVICE_HOST", "").strip()
+        if host:
+            try:
+                return str(ipaddress.ip_address(host)), "KUBERNETES_SERVICE_HOST"
+            except ValueError:
+                p.warn("KUBERNETES_SERVICE_HOST", f"{shown(host)} is not an IP and was not used")
+        return None, "unknown"
+    try:
+        return str(ipaddress.ip_address(ip_text.strip("[]"))), fld
+    except ValueError:
+        p.error(
+            fld,
+            f"{shown(ip_text)} is not an IP address",
+            "write the ClusterIP that `egress cluster-ip` prints, or auto",
+        )
+        return None, "unknown"
