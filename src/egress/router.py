@@ -179,6 +179,10 @@ class Rule:
     note: str = ""
     """What an operator should be told about it under these settings (``routing_notes``)."""
     hint: str = ""
+    title: str = ""
+    """What it is about, for people: ``Snowflake``; the id when nothing better says it."""
+    port: int | None = None
+    """The port its destinations use when the URL names none (warehouses), else None."""
 
     @property
     def id(self) -> str:
@@ -449,16 +453,15 @@ class Router:
         http_proxy, https_proxy = proxy.http_proxy, proxy.https_proxy
         out: list[Rule] = []
 
-        def direct(rule: str, kind: RuleKind, entries: tuple[Entry, ...], **kw: str) -> Rule:
+        def direct(
+            rule: str, kind: RuleKind, entries: tuple[Entry, ...], source: str, sentence: str
+        ) -> Rule:
             raws = tuple(e.raw for e in entries)
-            return Rule(rule, kind, raws, entries, (), "direct", "direct", None, None, **kw)
+            return Rule(
+                rule, kind, raws, entries, (), "direct", "direct", None, None, source, sentence
+            )
 
         if not self._active:
-            why = (
-                "the proxy is switched off in the admin console (proxy.enabled: false)"
-                if proxy.configured
-                else "no proxy is configured"
-            )
             out.append(
                 Rule(
                     "proxy-disabled",
@@ -471,7 +474,9 @@ class Router:
                     None,
                     None,
                     "proxy.enabled" if proxy.configured else "proxy.url",
-                    f"{why}, so every connection goes direct",
+                    "the proxy is switched off in the admin console (proxy.enabled: false)"
+                    if proxy.configured
+                    else "no proxy is configured",
                 )
             )
         for auto in self._auto:
@@ -586,6 +591,8 @@ class Router:
             sentence,
             note,
             hint,
+            wh.title,
+            wh.default_port,
         )
 
 

@@ -197,7 +197,7 @@ def render(settings: Settings, options: RenderOptions) -> Artifact:
             if rule.kind != "default" and answered <= {"DIRECT"} and plain == other == "DIRECT":
                 everything = _source(rule)
             if rule.kind == "disabled":
-                warnings.append(f"{rule.sentence}: this PAC file sends every URL DIRECT")
+                warnings.append(f"{rule.sentence}, so this PAC file sends every URL DIRECT")
             break
         for entry in rule.parsed:
             if entry.port is not None:
