@@ -8,6 +8,8 @@
 #   socat            /usr/bin/socat
 #   chromium         /usr/bin/chromium
 #   chromium-driver  /usr/bin/chromedriver
+#   node-proxy-from-env  /usr/share/nodejs/proxy-from-env (how Node clients such as axios read
+#                    NO_PROXY; tests/integration/test_artifacts_agree.py runs it)
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -24,19 +26,23 @@ have_socat() {
 have_chromium() {
     [[ -x /usr/bin/chromium ]]
 }
+have_node_proxy_from_env() {
+    [[ -f /usr/share/nodejs/proxy-from-env/index.js ]]
+}
 have_chromium_driver() {
     [[ -x /usr/bin/chromedriver ]] || dpkg-query -W -f='${Status}' chromium-driver 2>/dev/null \
         | grep -q 'install ok installed'
 }
 
 # package name -> check function, in install order
-packages=(squid-openssl postgresql socat chromium chromium-driver)
+packages=(squid-openssl postgresql socat chromium chromium-driver node-proxy-from-env)
 declare -A checks=(
     [squid-openssl]=have_squid_openssl
     [postgresql]=have_postgresql
     [socat]=have_socat
     [chromium]=have_chromium
     [chromium-driver]=have_chromium_driver
+    [node-proxy-from-env]=have_node_proxy_from_env
 )
 
 # Another apt/dpkg run may be going on (e.g. a background install at image start): wait for it
