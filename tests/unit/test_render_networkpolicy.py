@@ -367,6 +367,11 @@ def test_gke_metadata_only_with_workload_identity() -> None:
         pytest.param(OFF, "describe the routes with the proxy switched on", id="switched-off"),
         pytest.param(NONE, "no proxy is configured", id="none"),
         pytest.param(VM, "NetworkPolicy applies only to Kubernetes", id="single-vm"),
+        pytest.param(
+            make({"proxy": {"https_url": "https://10.0.5.10:3129", "enabled": True}}),
+            "no proxy is configured for http:// destinations",
+            id="no-proxy-for-http",
+        ),
         pytest.param(GKE, "excluded_domains (.corp.example) go direct", id="excluded"),
     ],
 )

@@ -182,7 +182,8 @@ class Speller:
                 f"NO_PROXY holds entries with a port ({', '.join(self.ports)}): Go, Node "
                 "(undici, proxy-from-env) and Ruby honour them; curl and wget ignore them and "
                 "send that traffic to the proxy; Python urllib, requests and httpx match them "
-                "only when the URL names the port explicitly"
+                "only when the URL names the port explicitly, and requests never matches an IP "
+                "address with a port"
             )
         if self.idn:
             out.append(

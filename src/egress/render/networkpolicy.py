@@ -431,6 +431,17 @@ def policies(
             "the proxy is switched off (proxy.enabled: false), so every connection goes direct "
             "and these policies deny it; they describe the routes with the proxy switched on"
         )
+    default = next(r for r in router.rules() if r.kind == "default")
+    for family, route, other in (
+        ("http", default.plain_route, default.route),
+        ("https", default.route, default.plain_route),
+    ):
+        if route == "direct" and other != "direct":
+            b.warnings.append(
+                f"no proxy is configured for {family}:// destinations, so they go direct "
+                "(rule no-proxy-for-scheme) and these policies deny them: a NetworkPolicy "
+                f"cannot allow every address; configure a proxy for {family}:// as well"
+            )
     b.dns()
     b.proxy()
     b.cluster()
