@@ -7,6 +7,8 @@
 #   postgresql       server binaries /usr/lib/postgresql/*/bin/initdb
 #   nodejs           /usr/bin/node  (PAC files and NO_PROXY read the way Node reads them)
 #   curl             /usr/bin/curl  (the env file read the way curl reads it, through Squid)
+#   node-proxy-from-env  /usr/share/nodejs/proxy-from-env (how Node clients such as axios read
+#                    NO_PROXY; tests/integration/test_artifacts_agree.py runs it)
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -23,14 +25,18 @@ have_node() {
 have_curl() {
     command -v curl >/dev/null 2>&1
 }
+have_node_proxy_from_env() {
+    [[ -f /usr/share/nodejs/proxy-from-env/index.js ]]
+}
 
 # package name -> check function, in install order
-packages=(squid-openssl postgresql nodejs curl)
+packages=(squid-openssl postgresql nodejs curl node-proxy-from-env)
 declare -A checks=(
     [squid-openssl]=have_squid_openssl
     [postgresql]=have_postgresql
     [nodejs]=have_node
     [curl]=have_curl
+    [node-proxy-from-env]=have_node_proxy_from_env
 )
 
 # Another apt/dpkg run may be going on (e.g. a background install at image start): wait for it

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from egress.errors import URLError
-from egress.noproxy import Entry, Host, NoProxyMatcher, canonical_host
+from egress.errors import Problem, URLError
+from egress.noproxy import Entry, Host, Ignored, NoProxyMatcher, canonical_host
 from egress.settings import ProxyURL, Settings
 from egress.warehouses import WAREHOUSE_BY_SCHEME, WAREHOUSES, Warehouse
 
@@ -139,15 +139,71 @@ class Decision(NamedTuple):
         }
 
 
+RuleKind = Literal["disabled", "auto", "excluded", "warehouse", "default"]
+PLAIN_SCHEMES = frozenset({"http", "ws"})
+"""URL schemes that use the http:// destinations' proxy (``proxy.url``); every other scheme, and
+every TCP warehouse, uses the https one."""
+
+
 @dataclass(frozen=True)
 class Rule:
-    """One compiled rule, as ``egress explain --all-rules`` lists it."""
+    """One compiled rule as data: what it covers, where it sends it under these settings, and why.
+
+    Every consumer (renderers, ``validate``'s notes, ``explain --all-rules``) is built from these
+    and from decisions; none keeps its own copy of a rule (DESIGN.md §3). The route can depend on
+    the destination's scheme (the http:// and https:// proxies may differ, or one may be
+    missing), so it is given for both families: ``route`` for ``https://``, ``wss://`` and every
+    other scheme, ``plain_route`` for ``http://`` and ``ws://``. The routes are those ``decide``
+    gives a host this rule covers when no earlier rule covers it; an earlier ``proxy-disabled``
+    rule covers everything.
+    """
 
     rule: str
+    """The id, as ``Decision.rule`` names it: ``auto:loopback``, ``excluded:.corp``, ..."""
+    kind: RuleKind
     entries: tuple[str, ...]
-    route: str
+    """What it covers, as written: the entries' raw text, then ``scheme://`` per URL scheme."""
+    parsed: tuple[Entry, ...]
+    """The host entries it covers, parsed (empty for ``default`` and ``proxy-disabled``)."""
+    schemes: tuple[str, ...]
+    """URL schemes that name it whatever the host (``postgresql``, ``redshift``, ...)."""
+    route: RouteKind
+    plain_route: RouteKind
+    via: ProxyURL | None
+    """The proxy ``route`` uses (proxy or tunnel), else None."""
+    plain_via: ProxyURL | None
     source: str
+    """Where it comes from: ``built in``, ``excluded_domains``, ``warehouses.yaml``, ..."""
     sentence: str
+    """Why it routes as it does, in a clause."""
+    note: str = ""
+    """What an operator should be told about it under these settings (``routing_notes``)."""
+    hint: str = ""
+    title: str = ""
+    """What it is about, for people: ``Snowflake``; the id when nothing better says it."""
+    port: int | None = None
+    """The port its destinations use when the URL names none (warehouses), else None."""
+
+    @property
+    def id(self) -> str:
+        return self.rule
+
+    @property
+    def reason(self) -> str:
+        return self.sentence
+
+    def route_for(self, scheme: str) -> RouteKind:
+        """The route of a destination with this URL scheme that this rule decides."""
+        return self.plain_route if scheme in PLAIN_SCHEMES else self.route
+
+    def via_for(self, scheme: str) -> ProxyURL | None:
+        """The proxy that destination goes through (proxy or tunnel), else None."""
+        return self.plain_via if scheme in PLAIN_SCHEMES else self.via
+
+    @property
+    def covers_everything(self) -> bool:
+        """True for the switch, ``default`` and a rule holding ``*``: it covers every host."""
+        return self.kind in ("disabled", "default") or any(e.kind == "all" for e in self.parsed)
 
 
 @dataclass(frozen=True)
@@ -374,40 +430,187 @@ class Router:
 
     # -- introspection ---------------------------------------------------------------------------
 
-    def rules(self) -> list[Rule]:
-        """Every compiled rule in the order they are tried: automatic first, with their source."""
+    @property
+    def ignored(self) -> tuple[Ignored, ...]:
+        """The ``excluded_domains`` tokens that can never match, and why."""
+        return self._excluded.ignored
+
+    def rules(self) -> tuple[Rule, ...]:
+        """Every compiled rule in the order they are tried (first match wins), as data.
+
+        ``proxy-disabled`` comes first when the switch is off or no proxy is configured; the
+        routes of the rules after it are those the switch turned on would give.
+        """
+        cached: tuple[Rule, ...] | None = getattr(self, "_rules_cache", None)
+        if cached is None:
+            cached = tuple(self._compile_rules())
+            self._rules_cache = cached  # the router is immutable: compiled once, on first use
+        return cached
+
+    def _compile_rules(self) -> list[Rule]:
+        settings = self._settings
+        proxy = settings.proxy
+        http_proxy, https_proxy = proxy.http_proxy, proxy.https_proxy
         out: list[Rule] = []
+
+        def direct(
+            rule: str, kind: RuleKind, entries: tuple[Entry, ...], source: str, sentence: str
+        ) -> Rule:
+            raws = tuple(e.raw for e in entries)
+            return Rule(
+                rule, kind, raws, entries, (), "direct", "direct", None, None, source, sentence
+            )
+
         if not self._active:
             out.append(
-                Rule("proxy-disabled", (), "direct", "proxy.enabled", "the proxy is switched off")
+                Rule(
+                    "proxy-disabled",
+                    "disabled",
+                    (),
+                    (),
+                    (),
+                    "direct",
+                    "direct",
+                    None,
+                    None,
+                    "proxy.enabled" if proxy.configured else "proxy.url",
+                    "the proxy is switched off in the admin console (proxy.enabled: false)"
+                    if proxy.configured
+                    else "no proxy is configured",
+                )
             )
         for auto in self._auto:
-            entries = tuple(e.raw for e in auto.matcher.entries)
-            out.append(Rule(auto.rule, entries, "direct", auto.source, auto.sentence))
+            out.append(
+                direct(
+                    auto.rule,
+                    "auto",
+                    auto.matcher.entries,
+                    source=auto.source,
+                    sentence=auto.sentence,
+                )
+            )
         for entry in self._excluded.entries:
             out.append(
-                Rule(
+                direct(
                     f"excluded:{entry.raw}",
-                    (entry.raw,),
-                    "direct",
-                    "excluded_domains",
-                    "listed by the operator",
+                    "excluded",
+                    (entry,),
+                    source="excluded_domains",
+                    sentence="listed by the operator",
                 )
             )
-        https_proxy = self._settings.proxy.https_proxy
         for wh in WAREHOUSES.values():
-            if wh.protocol == "tcp":
-                route = "tunnel" if self._settings.tunnel_tcp_warehouses else "direct"
-            else:
-                route = wh.route_via(https_proxy.scheme if https_proxy else "http")
-            out.append(
-                Rule(
-                    f"warehouse:{wh.name}",
-                    wh.domains or tuple(f"{s}://" for s in wh.schemes),
-                    route,
-                    "warehouses.yaml",
-                    wh.why(route),
-                )
+            out.append(self._warehouse_rule(wh, http_proxy, https_proxy))
+        out.append(
+            Rule(
+                "default",
+                "default",
+                ("*",),
+                (),
+                (),
+                "proxy" if https_proxy is not None else "direct",
+                "proxy" if http_proxy is not None else "direct",
+                https_proxy,
+                http_proxy,
+                "built in",
+                "everything else goes through the proxy for its scheme (direct when that scheme "
+                "has no proxy)",
             )
-        out.append(Rule("default", ("*",), "proxy", "built in", "everything else"))
+        )
         return out
+
+    def _warehouse_rule(
+        self, wh: Warehouse, http_proxy: ProxyURL | None, https_proxy: ProxyURL | None
+    ) -> Rule:
+        """The warehouse's rule, routed as ``decide_target`` routes it for each scheme family."""
+        settings = self._settings
+        parsed = NoProxyMatcher.parse(wh.domains).entries
+        raws = tuple(e.raw for e in parsed) + tuple(f"{s}://" for s in wh.schemes)
+        note = hint = ""
+
+        def family(proxy: ProxyURL | None) -> tuple[RouteKind, ProxyURL | None]:
+            if wh.protocol == "tcp":
+                # a TCP warehouse always uses the https proxy's CONNECT, whatever the URL scheme
+                if settings.tunnel_tcp_warehouses and https_proxy is not None:
+                    return "tunnel", https_proxy
+                return "direct", None
+            if proxy is None:
+                return "direct", None
+            if wh.route_via(proxy.scheme) == "direct":
+                return "direct", None
+            return "proxy", proxy
+
+        route, via = family(https_proxy)
+        plain_route, plain_via = family(http_proxy)
+        if wh.protocol == "tcp":
+            sentence = (
+                f"{wh.title} speaks TCP, not HTTP; egress carries it through the proxy's CONNECT "
+                "because tunnel_tcp_warehouses is on"
+                if route == "tunnel"
+                else wh.why_direct
+            )
+        elif route == "direct" and https_proxy is None:
+            sentence = "no proxy is configured for https:// destinations"
+        else:
+            sentence = wh.why(route)
+        families = [
+            (proxy, family_name, r)
+            for proxy, family_name, r in (
+                (https_proxy, "https", route),
+                (http_proxy, "http", plain_route),
+            )
+            if proxy is not None
+        ]
+        by_kind = [(p, name) for p, name, r in families if r == "direct"]
+        if wh.protocol == "https" and wh.via_http_proxy != wh.via_https_proxy and by_kind:
+            # the route depends on the kind of proxy: say so, it surprises (S12)
+            proxy_kind = by_kind[0][0].scheme
+            which = (
+                ""
+                if len(by_kind) == len(families)
+                else f" for {by_kind[0][1]}:// destinations (the others go through the proxy)"
+            )
+            domains = ", ".join(f"*.{e.value}" for e in parsed)
+            note = (
+                f"{wh.title} cannot connect through an {proxy_kind}:// proxy, so egress routes "
+                f"{domains} direct{which} and adds {', '.join(e.raw for e in parsed)} to every "
+                "rendered NO_PROXY"
+            )
+            hint = "allow that traffic in your network policy (egress render networkpolicy)"
+        return Rule(
+            f"warehouse:{wh.name}",
+            "warehouse",
+            raws,
+            parsed,
+            wh.schemes,
+            route,
+            plain_route,
+            via,
+            plain_via,
+            "warehouses.yaml",
+            sentence,
+            note,
+            hint,
+            wh.title,
+            wh.default_port,
+        )
+
+
+def routing_notes(router: Router) -> list[Problem]:
+    """What ``egress validate`` says about routes: one Problem per note of the router's rules
+    (today: a warehouse that goes direct because of the kind of proxy, S12).
+
+    >>> from egress.settings import Settings
+    >>> s = Settings.from_proxy("https://proxy:3129", env={})
+    >>> [p.field for p in routing_notes(s.router())]
+    ['warehouses']
+    >>> routing_notes(Settings.from_proxy("http://proxy:3128", env={}).router())
+    []
+    """
+    notes: list[Problem] = []
+    for rule in router.rules():
+        if rule.kind == "disabled":
+            break  # everything goes direct: no other rule is reached
+        if rule.note:
+            notes.append(Problem("warehouses", rule.note, rule.hint))
+    return notes

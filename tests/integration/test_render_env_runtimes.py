@@ -10,8 +10,10 @@
 No real name is ever resolved: direct destinations are 127.0.0.1 literals or fake names pinned to
 127.0.0.1 with ``curl --resolve``; proxied fake names are resolved only by Squid's hosts_file.
 Every subprocess starts from an environment holding only PATH, HOME, the locale and the rendered
-variables, so nothing inherited can bypass the proxy. Node is left out: ``NODE_USE_ENV_PROXY``
-needs Node 24, and this machine has Node 20.
+variables, so nothing inherited can bypass the proxy. Node's own ``NODE_USE_ENV_PROXY`` needs
+Node 24 (this machine has Node 20); how Node clients such as axios read the variables
+(proxy-from-env) is checked, with curl and Python again, over generated settings and
+destinations in ``test_artifacts_agree.py``.
 """
 
 from __future__ import annotations

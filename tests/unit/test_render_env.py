@@ -253,6 +253,7 @@ AGREEMENT_URLS = [
     "https://adb-1.azuredatabricks.net/",
     "https://x.gcp.databricks.com/",
     "https://bigquery.googleapis.com/",
+    "https://c.redshift.amazonaws.com/",
 ]
 
 
@@ -301,11 +302,15 @@ def test_agreement_property(entries: list[str], host: str, port: str) -> None:
     assert env_route(dotenv(s), url) == s.router().decide(url).route
 
 
-def test_tcp_warehouses_are_not_in_no_proxy() -> None:
-    tokens = no_proxy_list(AGREE_HTTP).tokens
-    assert not any("redshift" in t for t in tokens)
+def test_tcp_warehouse_domains_follow_the_router() -> None:
+    """The router sends *.redshift.amazonaws.com direct (tunnelled with tunnel_tcp_warehouses),
+    so NO_PROXY lists it exactly when it goes direct; the drivers themselves read no variable."""
+    assert ".redshift.amazonaws.com" in no_proxy_list(AGREE_HTTP).tokens
+    tunnel = make({**AGREE, "proxy": {"url": "http://p:3128"}, "tunnel_tcp_warehouses": True})
+    assert tunnel.router().decide("https://c.redshift.amazonaws.com/").route == "tunnel"
+    assert not any("redshift" in t for t in no_proxy_list(tunnel).tokens)
     text = render(AGREE_HTTP, RenderOptions()).text
-    assert "PostgreSQL and Redshift are not listed" in text
+    assert "read no proxy variable" in text
 
 
 def test_snowflake_in_no_proxy_only_behind_an_https_proxy() -> None:

@@ -351,9 +351,12 @@ def test_warehouse_annotation_and_reason() -> None:
 
 
 def test_gke_metadata_only_with_workload_identity() -> None:
+    """The rule's own address on every port (the router sends it direct on any), and where GKE
+    without Dataplane V2 really serves it."""
     rules = by_rule(render(GKE, RenderOptions()).text)
     assert peers_and_ports(rules["auto:gke-metadata"]) == [
-        ([cidr], [("TCP", port)]) for cidr, port in GKE_METADATA_ENDPOINTS
+        (["169.254.169.254/32"], []),
+        *[([cidr], [("TCP", port)]) for cidr, port in GKE_METADATA_ENDPOINTS[1:]],
     ]
     assert "auto:gke-metadata" not in by_rule(render(HTTP_IP, RenderOptions()).text)
 
@@ -364,7 +367,12 @@ def test_gke_metadata_only_with_workload_identity() -> None:
         pytest.param(OFF, "describe the routes with the proxy switched on", id="switched-off"),
         pytest.param(NONE, "no proxy is configured", id="none"),
         pytest.param(VM, "NetworkPolicy applies only to Kubernetes", id="single-vm"),
-        pytest.param(GKE, "excluded_domains (.corp.example, 10.0.0.0/8) go direct", id="excluded"),
+        pytest.param(
+            make({"proxy": {"https_url": "https://10.0.5.10:3129", "enabled": True}}),
+            "no proxy is configured for http:// destinations",
+            id="no-proxy-for-http",
+        ),
+        pytest.param(GKE, "excluded_domains (.corp.example) go direct", id="excluded"),
     ],
 )
 def test_situation_warnings(settings_: Settings, warning: str) -> None:
@@ -378,7 +386,7 @@ def test_no_proxy_configured_has_no_proxy_rule() -> None:
 
 def test_tunnel_is_named_on_the_proxy_rule() -> None:
     text = render(TUNNEL, RenderOptions()).text
-    assert "PostgreSQL and Redshift ride this rule too" in text
+    assert "PostgreSQL and Amazon Redshift ride this rule too" in text
 
 
 @pytest.mark.parametrize(
@@ -406,14 +414,35 @@ def test_reason_when_another_rule_sends_a_warehouse_direct(
     assert rules[f"warehouse:{kind}"]["metadata"]["annotations"]["egress.dev/reason"] == reason
 
 
-def test_excluded_notice_leaves_out_what_auto_rules_cover() -> None:
+def test_excluded_addresses_are_allowed_and_names_warned() -> None:
+    """Every excluded IP or CIDR the router sends direct gets an ipBlock (on its port when it
+    names one); names cannot, so they are warned about, except what an automatic rule covers."""
     s = make(
         {
             "proxy": {"url": "http://10.0.5.10:3128"},
-            "excluded_domains": ["localhost", "127.0.0.1", ".svc.cluster.local", "[fd00::1]:80"],
+            "excluded_domains": [
+                "localhost",
+                "127.0.0.1",
+                ".svc.cluster.local",
+                "[fd00::1]:80",
+                "192.168.0.0/16",
+                "git.corp.example",
+            ],
         }
     )
-    (warning,) = [w for w in render(s, RenderOptions()).warnings if "excluded_domains" in w]
-    assert warning.startswith("excluded_domains ([fd00::1]:80) go direct")
+    art = render(s, RenderOptions())
+    assert peers_and_ports(by_rule(art.text)["excluded"]) == [
+        (["fd00::1/128"], [("TCP", 80)]),
+        (["192.168.0.0/16"], []),
+    ]
+    (warning,) = [w for w in art.warnings if "excluded_domains" in w]
+    assert warning.startswith("excluded_domains (git.corp.example) go direct")
     quiet = make({"proxy": {"url": "http://10.0.5.10:3128"}, "excluded_domains": ["localhost"]})
     assert not [w for w in render(quiet, RenderOptions()).warnings if "excluded_domains" in w]
+    assert "excluded" not in by_rule(render(quiet, RenderOptions()).text)
+
+
+def test_kubernetes_api_service_ip_is_allowed_with_a_note() -> None:
+    policy = by_rule(render(GKE, RenderOptions()).text)["auto:kubernetes-api"]
+    assert peers_and_ports(policy) == [(["10.96.0.1/32"], [])]
+    assert "kubectl get endpoints kubernetes" in render(GKE, RenderOptions()).text

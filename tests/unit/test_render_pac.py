@@ -1,85 +1,27 @@
 """The PAC file, evaluated by a real JavaScript engine (Node.js), answers as the router decides.
 
-The harness defines the PAC runtime functions the way browsers do (``dnsDomainIs`` as Mozilla's
-and Chromium's suffix test, ``isInNet`` pure and only for IPv4 literals) and makes every DNS
-function throw, so a PAC file that would look a name up fails the test instead.
+``tests/support/node_worker.js`` defines the PAC runtime functions the way browsers do
+(``dnsDomainIs`` as Mozilla's and Chromium's suffix test, ``isInNet`` pure and only for IPv4
+literals) and makes every DNS function throw, so a PAC file that would look a name up fails the
+test instead.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import shutil
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from tests.support.runtimes import NodeWorker
 
 from egress.render import RenderOptions
 from egress.render.pac import render
 from egress.router import Decision
 from egress.settings import Settings, load_settings_from_mapping
-
-NODE = shutil.which("node")
-
-HARNESS = r"""
-"use strict";
-const fs = require("fs");
-const vm = require("vm");
-const pac = fs.readFileSync(process.argv[2], "utf8");
-const cases = JSON.parse(fs.readFileSync(0, "utf8"));
-
-function isIPv4(s) {
-  return typeof s === "string" && /^\d{1,3}(\.\d{1,3}){3}$/.test(s) &&
-    s.split(".").every((o) => Number(o) <= 255);
-}
-function toInt(s) {
-  return s.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
-}
-function noDns(fn, host) {
-  throw new Error(`PAC called ${fn}(${JSON.stringify(host)}): that would resolve a name`);
-}
-const runtime = {
-  // Mozilla's and Chromium's definitions
-  dnsDomainIs: (host, domain) =>
-    host.length >= domain.length && host.substring(host.length - domain.length) === domain,
-  isPlainHostName: (host) => host.indexOf(".") < 0,
-  localHostOrDomainIs: (host, hostdom) =>
-    host === hostdom || hostdom.lastIndexOf(host + ".", 0) === 0,
-  dnsDomainLevels: (host) => host.split(".").length - 1,
-  shExpMatch: (str, sh) => {
-    const re = sh.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
-    return new RegExp("^" + re + "$").test(str);
-  },
-  // pure: an IPv4 literal only; a name would need DNS, so it fails the test
-  isInNet: (host, pattern, mask) => {
-    if (!isIPv4(host)) noDns("isInNet", host);
-    if (!isIPv4(pattern) || !isIPv4(mask)) throw new Error(`bad isInNet(${pattern}, ${mask})`);
-    const m = toInt(mask);
-    return ((toInt(host) & m) >>> 0) === ((toInt(pattern) & m) >>> 0);
-  },
-  isInNetEx: (host) => noDns("isInNetEx", host),
-  dnsResolve: (host) => noDns("dnsResolve", host),
-  dnsResolveEx: (host) => noDns("dnsResolveEx", host),
-  isResolvable: (host) => noDns("isResolvable", host),
-  isResolvableEx: (host) => noDns("isResolvableEx", host),
-  myIpAddress: () => "127.0.0.1",
-  alert: () => undefined,
-};
-const context = vm.createContext(runtime);
-vm.runInContext(pac, context, { filename: "proxy.pac" });
-const out = cases.map(([url, host]) => {
-  try {
-    return String(context.FindProxyForURL(url, host));
-  } catch (e) {
-    return "ERROR " + e.message;
-  }
-});
-process.stdout.write(JSON.stringify(out));
-"""
 
 
 def make(raw: dict[str, Any], env: dict[str, str] | None = None) -> Settings:
@@ -261,48 +203,40 @@ def pac_text(name: str) -> str:
     return render(SETTINGS[name], RenderOptions()).text
 
 
-@functools.cache
-def node_answers(name: str, tmp: str) -> dict[str, str]:
-    assert NODE is not None, "node is missing: run scripts/install-system-deps.sh"
-    directory = Path(tmp)
-    (directory / "harness.js").write_text(HARNESS)
-    pac = directory / f"{name}.pac"
-    pac.write_text(pac_text(name))
-    urls = [url for _, url in URLS] + [url for _, url, _ in PORT_CASES]
-    proc = subprocess.run(
-        [NODE, str(directory / "harness.js"), str(pac)],
-        input=json.dumps([[url, browser_host(url)] for url in urls]),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return dict(zip(urls, json.loads(proc.stdout), strict=True))
-
-
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(tmp_path_factory.mktemp("pac"))
+def node() -> Iterator[NodeWorker]:
+    with NodeWorker() as worker:
+        yield worker
+
+
+@functools.cache
+def _answers(name: str, worker: NodeWorker) -> dict[str, str]:
+    urls = [url for _, url in URLS] + [url for _, url, _ in PORT_CASES]
+    answers = worker.pac(pac_text(name), [(url, browser_host(url)) for url in urls])
+    return dict(zip(urls, answers, strict=True))
+
+
+def node_answers(name: str, worker: NodeWorker) -> dict[str, str]:
+    return _answers(name, worker)
 
 
 @pytest.mark.parametrize("url", [pytest.param(url, id=uid) for uid, url in URLS])
 @pytest.mark.parametrize("name", list(SETTINGS))
-def test_pac_answers_like_the_router(name: str, url: str, workdir: str) -> None:
+def test_pac_answers_like_the_router(name: str, url: str, node: NodeWorker) -> None:
     settings = SETTINGS[name]
     decision = settings.router().decide(url)
-    got = node_answers(name, workdir)[url]
+    got = node_answers(name, node)[url]
     assert got == expected(decision), f"{url}: router {decision.rule}: {decision.reason}"
 
 
 @pytest.mark.parametrize(
     ("url", "reason"), [pytest.param(url, why, id=uid) for uid, url, why in PORT_CASES]
 )
-def test_port_entries_are_the_documented_gap(url: str, reason: str, workdir: str) -> None:
+def test_port_entries_are_the_documented_gap(url: str, reason: str, node: NodeWorker) -> None:
     settings = SETTINGS["http"]
     decision = settings.router().decide(url)
     assert decision.route == "direct", reason
-    assert node_answers("http", workdir)[url] == "PROXY proxy.corp:3128", reason
+    assert node_answers("http", node)[url] == "PROXY proxy.corp:3128", reason
 
 
 def test_table_covers_every_route_and_rule_kind() -> None:

@@ -13,23 +13,18 @@ With authentication configured, dotenv and ConfigMap still write the proxy URLs,
 credentials (the proxy answers 407 until the Secret, mounted after the ConfigMap, overrides
 them), and say so in a comment and a warning.
 
-NO_PROXY is built from the router's own rules (automatic, excluded, warehouse), so a runtime that
-reads only the environment routes each host as ``egress explain`` does. Each entry is written in
-the spelling most runtimes read the same way (``reference/no-proxy-semantics.md`` §2-§4); what
-still differs between runtimes comes back as warnings that name them.
+NO_PROXY is the list of :mod:`egress.render.bypass`, built from the router's own rules, so a
+runtime that reads only the environment routes each host as ``egress explain`` does; what still
+differs between runtimes comes back as warnings that name them.
 
 >>> from egress.settings import Settings
->>> nop = no_proxy_list(Settings.from_proxy("http://proxy:3128", ".corp.example", env={}))
->>> nop.value.split(",")  # doctest: +NORMALIZE_WHITESPACE
-['localhost', '.localhost', '127.0.0.1', '127.0.0.0/8', '::1', 'svc', '.svc', 'svc.cluster.local',
- '.svc.cluster.local', 'corp.example', '.corp.example', 'cloud.databricks.com',
- '.cloud.databricks.com', 'azuredatabricks.net', '.azuredatabricks.net', 'gcp.databricks.com',
- '.gcp.databricks.com']
+>>> art = render(Settings.from_proxy("http://proxy:3128", ".corp.example", env={}), RenderOptions())
+>>> [line for line in art.text.splitlines() if line.startswith("NO_PROXY=")][0][:51]
+'NO_PROXY=localhost,.localhost,127.0.0.1,127.0.0.0/8'
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import textwrap
@@ -37,10 +32,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from egress.noproxy import Entry, NoProxyMatcher, parse_token
 from egress.render import Artifact, RenderOptions
+from egress.render.bypass import NoProxyGroup, NoProxyList, no_proxy_list
 from egress.settings import ProxyURL, Settings
-from egress.warehouses import WAREHOUSES, Warehouse
 
 __all__ = [
     "CA_BUNDLE_PATH",
@@ -71,213 +65,6 @@ GRPC_VARIABLES = ("GRPC_PROXY", "grpc_proxy")
 NO_PROXY_VARIABLES = ("NO_PROXY", "no_proxy")
 CREDENTIAL_VARIABLES = PROXY_VARIABLES + GRPC_VARIABLES
 """The variables whose value carries ``user:password@`` in the Secret."""
-
-
-# ---------------------------------------------------------------------------------------------
-# NO_PROXY
-
-
-@dataclass(frozen=True)
-class NoProxyGroup:
-    """The NO_PROXY entries that one router rule contributes, and why."""
-
-    rule: str
-    tokens: tuple[str, ...]
-    reason: str
-
-
-@dataclass(frozen=True)
-class NoProxyList:
-    """A NO_PROXY value in portable spelling, grouped by the rule each entry serves."""
-
-    groups: tuple[NoProxyGroup, ...]
-    warnings: tuple[str, ...] = ()
-    everything: bool = False
-    """The operator excluded ``*``: the value is ``*`` alone."""
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        if self.everything:
-            return ("*",)
-        return tuple(t for g in self.groups for t in g.tokens)
-
-    @property
-    def value(self) -> str:
-        return ",".join(self.tokens)
-
-
-@dataclass
-class _Speller:
-    """Writes each entry in the spelling most runtimes agree on, and notes what still differs."""
-
-    seen: set[str] = field(default_factory=set)
-    cidrs: list[str] = field(default_factory=list)
-    ipv6: list[str] = field(default_factory=list)
-    ports: list[str] = field(default_factory=list)
-    idn: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
-    loopback_literal: bool = False
-
-    def spell(self, entry: Entry, *, loopback: bool = False) -> list[str]:
-        out: list[str] = []
-        port = f":{entry.port}" if entry.port is not None else ""
-        if entry.kind == "domain":
-            # Both spellings: curl, Python and undici >= 7.22 read either as "the domain and its
-            # subdomains", but Go, wget, Ruby, httpx, proxy-from-env and undici 6 read
-            # ".example.com" as subdomains only, and proxy-from-env and undici 6 read
-            # "example.com" as that host only (no-proxy-semantics.md §4, NP002/NP009).
-            out = [entry.value + port, "." + entry.value + port]
-            if not entry.raw.isascii():
-                self.idn.append(f"{entry.raw} -> {entry.value}")
-            if port:
-                self.ports.append(entry.value + port)
-        elif entry.kind == "ip":
-            address = ipaddress.ip_address(entry.value)
-            if address.version == 6:
-                if port:
-                    # "[v6]:port" is the only spelling with a port, and httpx refuses to build any
-                    # client while NO_PROXY holds a bracket; a bare v6 would widen the entry.
-                    self.dropped.append(
-                        f"{entry.raw} (httpx refuses every request while NO_PROXY holds a "
-                        "bracketed IPv6 address, and no other spelling keeps the port)"
-                    )
-                    return []
-                out = [entry.value]
-                self.ipv6.append(entry.value)
-            else:
-                out = [entry.value + port]
-                if port:
-                    self.ports.append(entry.value + port)
-        elif entry.kind == "cidr":
-            network = ipaddress.ip_network(entry.value)
-            if network.version == 6:
-                self.dropped.append(
-                    f"{entry.raw} (httpx refuses every request while NO_PROXY holds an IPv6 "
-                    "range, and only Go and curl >= 8.18 read one; list the addresses instead)"
-                )
-                return []
-            if loopback and ipaddress.ip_address("127.0.0.1") in network:
-                # The one loopback address clients use, for the runtimes that ignore CIDR.
-                out = ["127.0.0.1"]
-                self.loopback_literal = True
-            out.append(entry.value)
-            self.cidrs.append(entry.value)
-        fresh = [t for t in out if t not in self.seen]
-        self.seen.update(fresh)
-        return fresh
-
-    def warnings(self, everything: bool) -> list[str]:
-        out: list[str] = []
-        if everything:
-            out.append(
-                "NO_PROXY is '*' because excluded_domains holds '*': every runtime then "
-                "bypasses the proxy, except Ruby and wget, which do not read '*' and still "
-                "use it"
-            )
-            return out
-        if self.cidrs:
-            extra = " (127.0.0.1 is also listed on its own)" if self.loopback_literal else ""
-            out.append(
-                f"NO_PROXY holds the CIDR range(s) {', '.join(self.cidrs)}: curl >= 7.86, Go, "
-                "requests and Ruby read them, but Python urllib, Node (undici, proxy-from-env) "
-                "and wget ignore them and httpx matches only the network address itself, so in "
-                f"those runtimes the other addresses in the range go to the proxy{extra}"
-            )
-        if self.ipv6:
-            out.append(
-                f"NO_PROXY holds the IPv6 address(es) {', '.join(self.ipv6)}, written bare as "
-                "curl, Go, requests, httpx, wget and undici >= 8.10 read them; Python urllib, "
-                "proxy-from-env and undici < 8.10 match only the bracketed spelling, which "
-                "egress does not write because httpx then refuses every request, and Ruby "
-                "cannot read IPv6 entries: those runtimes send these addresses to the proxy"
-            )
-        if self.ports:
-            out.append(
-                f"NO_PROXY holds entries with a port ({', '.join(self.ports)}): Go, Node "
-                "(undici, proxy-from-env) and Ruby honour them; curl and wget ignore them and "
-                "send that traffic to the proxy; Python urllib, requests and httpx match them "
-                "only when the URL names the port explicitly"
-            )
-        if self.idn:
-            out.append(
-                f"NO_PROXY writes internationalised names as A-labels ({', '.join(self.idn)}), "
-                "the form curl, wget, Go and Node compare (httpx refuses non-ASCII entries); "
-                "Python urllib and requests compare the host as the URL spells it, so a URL "
-                "written with the Unicode name still goes to the proxy there"
-            )
-        for dropped in self.dropped:
-            out.append(
-                f"NO_PROXY leaves out {dropped}; egress's own components still send it direct, "
-                "other runtimes send it to the proxy"
-            )
-        return out
-
-
-def _warehouse_probe(wh: Warehouse, scheme: str) -> str:
-    """A URL the router sees as this warehouse (a host under its first domain)."""
-    host = "warehouse.invalid"
-    if wh.domains:
-        domain = wh.domains[0]
-        host = f"warehouse{domain}" if domain.startswith(".") else domain
-    return f"{scheme}://{host}/"
-
-
-def no_proxy_list(settings: Settings) -> NoProxyList:
-    """NO_PROXY for ``settings``, from the router's rules, in the most portable spelling.
-
-    Order: automatic rules (loopback, ``.svc``, ``.svc.<cluster_domain>``, the kubernetes
-    Service IP, GKE metadata), then the operator's ``excluded_domains``, then the HTTPS
-    warehouses the router sends direct (Databricks always; Snowflake behind an ``https://``
-    proxy). TCP warehouses are left out: their drivers read no proxy variable.
-    """
-    router = settings.router()
-    speller = _Speller()
-    groups: list[NoProxyGroup] = []
-    excluded: list[str] = []
-    everything = False
-
-    def entries_of(raws: Iterable[str]) -> list[Entry]:
-        out: list[Entry] = []
-        for raw in raws:
-            parsed = parse_token(raw)
-            if isinstance(parsed, Entry):
-                out.append(parsed)
-        return out
-
-    for rule in router.rules():
-        if rule.rule.startswith("auto:"):
-            tokens = [
-                t
-                for e in entries_of(rule.entries)
-                for t in speller.spell(e, loopback=rule.rule == "auto:loopback")
-            ]
-            if tokens:
-                groups.append(NoProxyGroup(rule.rule, tuple(tokens), rule.sentence))
-        elif rule.rule.startswith("excluded:"):
-            for entry in entries_of(rule.entries):
-                if entry.kind == "all":
-                    everything = True
-                excluded.extend(speller.spell(entry))
-    for ignored in NoProxyMatcher.parse(settings.excluded_domains).ignored:
-        speller.dropped.append(f"{ignored.token} (egress itself ignores it: {ignored.reason})")
-    if excluded:
-        groups.append(
-            NoProxyGroup("excluded", tuple(excluded), "listed by the operator (excluded_domains)")
-        )
-
-    proxy = settings.proxy
-    probe_scheme = "https" if proxy.https_proxy is not None or proxy.http_proxy is None else "http"
-    active = settings.with_enabled(True).router() if proxy.configured else router
-    for wh in WAREHOUSES.values():
-        if wh.protocol != "https" or not wh.domains:
-            continue
-        decision = active.decide(_warehouse_probe(wh, probe_scheme), warehouse=wh.name)
-        if decision.route == "direct" and decision.rule == f"warehouse:{wh.name}":
-            tokens = [t for e in entries_of(wh.domains) for t in speller.spell(e)]
-            if tokens:
-                groups.append(NoProxyGroup(f"warehouse:{wh.name}", tuple(tokens), wh.why_direct))
-
-    return NoProxyList(tuple(groups), tuple(speller.warnings(everything)), everything)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,8 +284,8 @@ def _proxy_sections(
             group.reason, width=94, initial_indent="    ", subsequent_indent="    "
         )
     np_comment += [
-        "PostgreSQL and Redshift are not listed: their drivers speak TCP, not HTTP, and read no",
-        "proxy variable, so they go direct (or through `egress tunnel`) whatever NO_PROXY says.",
+        "PostgreSQL and Redshift drivers speak TCP, not HTTP, and read no proxy variable: they go",
+        "direct (or through `egress tunnel`) whatever NO_PROXY says.",
         "Spelling, for the runtimes that disagree (no-proxy-semantics.md §4): each domain is",
         "written as example.com AND .example.com, because Go, wget, Ruby, httpx and",
         "proxy-from-env read .example.com as subdomains only, and proxy-from-env and undici 6",

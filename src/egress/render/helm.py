@@ -1,12 +1,14 @@
 """The seed chart's ``externalProxy``, ``trustedCACerts`` and ``clusterDomain`` as a
 ``customizations.yaml`` fragment.
 
-The chart adds no exclusion by itself (its ``excludedDomains`` default is ``[]``), so the fragment
-carries the ones egress's router adds automatically (loopback, ``.svc``,
+The chart adds no exclusion by itself (its ``excludedDomains`` default is ``[]``) and joins the
+list into its components' ``NO_PROXY``, so the fragment carries the NO_PROXY list every artifact
+shares (:mod:`egress.render.bypass`): every rule the router sends direct (loopback, ``.svc``,
 ``.svc.<cluster_domain>``, the Kubernetes API ClusterIP when known, the GKE metadata server with
-Workload Identity) and ``.snowflakecomputing.com`` when Snowflake meets an https:// proxy, each
-under a comment naming its rule, before the operator's own list. Loading the fragment back with
-``egress.settings.settings_from_helm_mapping`` routes every URL as the original settings do.
+Workload Identity, the operator's list, and the warehouses that go direct, such as Databricks and
+Snowflake behind an https:// proxy), each block under a comment naming its rule. Loading the
+fragment back with ``egress.settings.load_helm_values`` routes every URL as the original settings
+do, except what the warnings name.
 
 What the chart cannot express (Basic auth, different proxies per scheme, ``tunnel_tcp_warehouses``,
 ``resolve``) becomes an :class:`~egress.render.Artifact` warning; nothing is dropped silently.
@@ -16,8 +18,8 @@ What the chart cannot express (Basic auth, different proxies per scheme, ``tunne
 >>> import yaml; xp = yaml.safe_load(art.text)["externalProxy"]
 >>> xp["host"], xp["port"], xp["type"]
 ('proxy.corp', 3128, 'http')
->>> xp["excludedDomains"][:4]
-['localhost', '127.0.0.0/8', '::1', '.svc']
+>>> xp["excludedDomains"][:6]
+['localhost', '.localhost', '127.0.0.1', '127.0.0.0/8', '::1', 'svc']
 """
 
 from __future__ import annotations
@@ -25,12 +27,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from egress.noproxy import NoProxyMatcher
 from egress.render import Artifact, RenderOptions
+from egress.render.bypass import no_proxy_list
 from egress.settings import ProxyURL, Settings
-from egress.warehouses import WAREHOUSES
-
-SNOWFLAKE_EXCLUSION = ".snowflakecomputing.com"
 
 
 def _q(text: str) -> str:
@@ -60,34 +59,21 @@ def _chart_proxy(settings: Settings, warnings: list[str]) -> ProxyURL | None:
     return https
 
 
-def _exclusions(settings: Settings) -> list[tuple[str, list[str]]]:
-    """(comment, entries) blocks for ``excludedDomains``: automatic ones, then the operator's."""
-    router = settings.router()
+def _exclusions(settings: Settings, warnings: list[str]) -> list[tuple[str, list[str]]]:
+    """(comment, entries) blocks for ``excludedDomains``: the NO_PROXY list every artifact
+    shares, one block per rule (the chart joins the list into its components' NO_PROXY)."""
+    nop = no_proxy_list(settings)
+    warnings.extend(nop.warnings)
+    if nop.everything:
+        return [("a rule covers every host", ["*"])]
     blocks: list[tuple[str, list[str]]] = []
-    for rule in router.rules():
-        if rule.rule.startswith("auto:"):
-            blocks.append((f"automatic ({rule.rule}): {rule.sentence}", list(rule.entries)))
-    if settings.excluded_domains:
-        blocks.append(("from excluded_domains (yours)", list(settings.excluded_domains)))
-    https = settings.proxy.https_proxy
-    if "snowflake" in settings.warehouses and https is not None and https.scheme == "https":
-        why = WAREHOUSES["snowflake"].why_direct.split(" (")[0]
-        blocks.append(
-            (f"automatic (warehouse:snowflake): {why}", [SNOWFLAKE_EXCLUSION]),
-        )
-    # drop repeats (same token, case-insensitively), keeping the first; drop empty blocks
-    seen: set[str] = set()
-    out: list[tuple[str, list[str]]] = []
-    for comment, entries in blocks:
-        kept = []
-        for entry in entries:
-            key = entry.lower().rstrip(".")
-            if key not in seen:
-                seen.add(key)
-                kept.append(entry)
-        if kept:
-            out.append((comment, kept))
-    return out
+    for group in nop.groups:
+        if group.kind == "excluded":
+            comment = "from excluded_domains (yours)"
+        else:
+            comment = f"automatic ({group.rule}): {group.reason}"
+        blocks.append((comment, list(group.tokens)))
+    return blocks
 
 
 def _ca_pem(settings: Settings, warnings: list[str]) -> str | None:
@@ -147,7 +133,7 @@ def render(settings: Settings, options: RenderOptions) -> Artifact:
     url = _chart_proxy(settings, warnings)
     _limitations(settings, warnings)
     ca = _ca_pem(settings, warnings)
-    exclusions = _exclusions(settings)
+    exclusions = _exclusions(settings, warnings)
 
     lines = [
         "# customizations.yaml fragment for the seed chart's external proxy, rendered by",
@@ -176,9 +162,6 @@ def render(settings: Settings, options: RenderOptions) -> Artifact:
             lines.extend(f"    - {_q(entry)}" for entry in entries)
     else:
         lines.append("  excludedDomains: []")
-    ignored = NoProxyMatcher.parse(settings.excluded_domains).ignored
-    for item in ignored:
-        warnings.append(f"excluded_domains: {item.token!r} never matches ({item.reason})")
 
     if ca is None and proxy.ca_configmap is None:
         lines.append("# trustedCACerts: none (the proxy's certificate chains to a public CA)")

@@ -7,9 +7,14 @@ One ``networking.k8s.io/v1`` NetworkPolicy per rule, all selecting the same pods
 - ``proxy``: the customer's proxy (its IP when the URL names one, else ``--proxy-cidr``), on the
   port of its URL; both proxies when http and https differ;
 - ``in-cluster``: every pod of the same namespace (``in_cluster=False`` leaves it out);
-- ``warehouse:<kind>``: each warehouse the router sends direct, on its port, to the CIDRs given
-  with ``--warehouse-cidr KIND=CIDR`` (never 0.0.0.0/0 unless the operator gives it);
-- ``auto:gke-metadata``: the GKE metadata server, with Workload Identity.
+- one per automatic rule with addresses (``auto:kubernetes-api``, ``auto:gke-metadata``), and
+  ``excluded`` for the operator's: every IP and CIDR entry the router sends direct, on its port
+  when it names one (loopback never meets a NetworkPolicy; names cannot be allowed, so those
+  are a warning);
+- ``warehouse:<kind>``: each warehouse in use that the router sends direct, on its port, to the
+  CIDRs given with ``--warehouse-cidr KIND=CIDR`` (never 0.0.0.0/0 unless the operator gives it).
+
+Everything routing-related comes from the router's rules (``Router.rules()``) and decisions.
 
 Kubernetes denies everything else by itself: once any policy with ``Egress`` in its
 ``policyTypes`` selects a pod, that pod may only open connections some such policy allows (the
@@ -32,11 +37,10 @@ from typing import Any
 
 import yaml
 
-from egress.noproxy import NoProxyMatcher
+from egress.noproxy import Entry
 from egress.render import Artifact, RenderOptions
-from egress.router import Router
+from egress.router import Router, Rule
 from egress.settings import ProxyURL, Settings
-from egress.warehouses import WAREHOUSES, Warehouse
 
 __all__ = ["GKE_METADATA_ENDPOINTS", "Policy", "policies", "render"]
 
@@ -54,6 +58,35 @@ GKE_METADATA_ENDPOINTS: tuple[tuple[str, int], ...] = (
     ("169.254.169.252/32", 988),
 )
 """The GKE metadata server: 169.254.169.254:80 with Dataplane V2, 169.254.169.252:988 without."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a NetworkPolicy must know about a rule's hosts that the rule cannot say: the
+    addresses they are really served from, and a note for the operator."""
+
+    endpoints: tuple[tuple[str, int, str], ...] = ()
+    note: str = ""
+
+
+SERVED: dict[str, Served] = {
+    "auto:gke-metadata": Served(
+        endpoints=(
+            (
+                "169.254.169.252/32",
+                988,
+                "where GKE without Dataplane V2 serves 169.254.169.254 (GKE's Workload Identity "
+                "documentation)",
+            ),
+        )
+    ),
+    "auto:kubernetes-api": Served(
+        note="Most network plugins apply policies after kube-proxy has translated the "
+        "ClusterIP, so also allow the API server's endpoints "
+        "(kubectl get endpoints kubernetes -n default)."
+    ),
+}
+"""Keyed by rule id; deployment facts, not routing: the routes stay the router's."""
 
 
 @dataclass(frozen=True)
@@ -75,25 +108,17 @@ def _cidr_of(host: str) -> str | None:
     return f"{address}/{address.max_prefixlen}"
 
 
-def _probe_url(wh: Warehouse) -> str:
-    """A URL the router sees as this warehouse, whatever its protocol."""
-    scheme = "https" if wh.protocol == "https" else wh.schemes[0]
-    host = "warehouse.invalid"
-    if wh.domains:
-        domain = wh.domains[0]
-        host = f"warehouse{domain}" if domain.startswith(".") else domain
-    return f"{scheme}://{host}/"
-
-
 class _Builder:
     def __init__(
         self,
         settings: Settings,
+        router: Router,
         options: RenderOptions,
         pod_labels: Mapping[str, str] | None,
         in_cluster: bool,
     ) -> None:
         self.settings = settings
+        self.router = router
         self.options = options
         self.pod_labels = dict(pod_labels or {})
         self.in_cluster = in_cluster
@@ -180,8 +205,9 @@ class _Builder:
             for cidr, ports in targets.items()
         ]
         comment = [f"{cidr} TCP {', '.join(map(str, ports))}" for cidr, ports in targets.items()]
-        if self.settings.tunnel_tcp_warehouses:
-            comment.append("PostgreSQL and Redshift ride this rule too (tunnel_tcp_warehouses).")
+        tunnelled = [r.title for r in self.router.rules() if r.route == "tunnel"]
+        if tunnelled:
+            comment.append(f"{' and '.join(tunnelled)} ride this rule too (tunnel_tcp_warehouses).")
         self.add("proxy", "proxy", reason, comment, egress)
 
     def cluster(self) -> None:
@@ -200,101 +226,174 @@ class _Builder:
             [{"to": [{"podSelector": {}}]}],
         )
 
-    def gke_metadata(self, router: Router) -> None:
-        if not self.settings.deployment.gke_workload_identity:
-            return
-        decision = router.decide("http://169.254.169.254/")
-        if decision.route != "direct":
-            return
-        self.add(
-            "gke-metadata",
-            "auto:gke-metadata",
-            "GKE Workload Identity needs the metadata server reached directly.",
-            (
-                "169.254.169.254:80 is the GKE metadata server with Dataplane V2, "
-                "169.254.169.252:988 without it (GKE's Workload Identity documentation).",
-            ),
-            [
+    def addresses(self, router: Router) -> None:
+        """One policy per automatic rule, and one for ``excluded_domains``, allowing the IP and
+        CIDR entries the router sends direct (loopback never meets a NetworkPolicy); names
+        cannot be allowed by a NetworkPolicy, so those become a warning."""
+        excluded: list[tuple[Rule, Entry]] = []
+        names: list[str] = []
+        for rule in router.rules():
+            if rule.kind not in ("auto", "excluded") or "direct" not in _routes(rule):
+                continue
+            reached = [e for e in rule.parsed if _reached(router, rule, e)]
+            if rule.kind == "excluded":
+                excluded += [(rule, e) for e in reached if e.kind in ("ip", "cidr")]
+                names += [e.raw for e in reached if e.kind in ("domain", "all")]
+                continue
+            peers = [e for e in reached if e.kind in ("ip", "cidr") and not _loopback(e)]
+            served = SERVED.get(rule.rule, Served())
+            if not peers and not served.endpoints:
+                continue
+            comment = [f"{_cidr(e)} {_ports_text(e.port)} ({e.raw})" for e in peers]
+            comment += [f"{cidr} TCP {port}: {why}" for cidr, port, why in served.endpoints]
+            if served.note:
+                comment.append(served.note)
+            egress = [_ip_rule(e) for e in peers]
+            egress += [
                 {"to": [{"ipBlock": {"cidr": cidr}}], "ports": [_port("TCP", port)]}
-                for cidr, port in GKE_METADATA_ENDPOINTS
-            ],
-        )
+                for cidr, port, _ in served.endpoints
+            ]
+            self.add(
+                rule.rule.partition(":")[2] or rule.rule,
+                rule.rule,
+                f"{rule.sentence[:1].upper()}{rule.sentence[1:]}.",
+                comment,
+                egress,
+            )
+        peers = [e for _, e in excluded if not _loopback(e)]
+        if peers:
+            self.add(
+                "excluded",
+                "excluded",
+                "The addresses in excluded_domains go direct.",
+                [f"{_cidr(e)} {_ports_text(e.port)} ({e.raw})" for e in peers],
+                [_ip_rule(e) for e in peers],
+            )
+        if names:
+            self.warnings.append(
+                f"excluded_domains ({', '.join(names)}) go direct, and no rule here allows them: "
+                "a NetworkPolicy cannot name hosts, so add a rule for their addresses if the "
+                "platform reaches them"
+            )
 
     def warehouses(self, router: Router) -> None:
+        rules = router.rules()
+        by_name = {r.rule.partition(":")[2]: r for r in rules if r.kind == "warehouse"}
         cidrs: dict[str, list[str]] = {}
         for kind, cidr in self.options.warehouse_cidrs:
             listed = cidrs.setdefault(kind, [])
             if cidr not in listed:
                 listed.append(cidr)
-        kinds = list(self.settings.warehouses)
+        kinds = [k for k in self.settings.warehouses if k in by_name]
         for kind in cidrs:
-            if kind not in kinds and kind in WAREHOUSES:
+            if kind not in kinds and kind in by_name:
                 kinds.append(kind)
                 self.warnings.append(
                     f"--warehouse-cidr {kind}=... names a warehouse that is not in the settings' "
                     "warehouses; its rule is rendered anyway"
                 )
         for kind in cidrs:
-            if kind not in WAREHOUSES:
+            if kind not in by_name:
                 self.warnings.append(f"--warehouse-cidr {kind}=... names no known warehouse")
         for kind in kinds:
-            wh = WAREHOUSES[kind]
-            decision = router.decide(_probe_url(wh), warehouse=kind)
+            rule = by_name[kind]
+            deciding = _deciding_rule(router, rule)
+            route = deciding.route
             given = cidrs.get(kind, [])
-            if decision.route != "direct":
+            port = rule.port or 443
+            if route != "direct":
                 if given:
-                    how = "is tunnelled through" if decision.route == "tunnel" else "goes through"
+                    how = "is tunnelled through" if route == "tunnel" else "goes through"
                     self.warnings.append(
-                        f"--warehouse-cidr {kind}={','.join(given)} is ignored: {wh.title} "
+                        f"--warehouse-cidr {kind}={','.join(given)} is ignored: {rule.title} "
                         f"{how} the proxy, which the proxy rule already allows"
                     )
                 continue
             if not given:
                 self.warnings.append(
-                    f"{wh.title} goes direct (TCP {wh.default_port}) but no --warehouse-cidr "
+                    f"{rule.title} goes direct (TCP {port}) but no --warehouse-cidr "
                     f"{kind}=CIDR was given, so no rule allows it and these policies deny it"
                 )
                 continue
-            if decision.rule == f"warehouse:{kind}":
-                why = wh.why_direct
-            elif decision.rule == "proxy-disabled":
-                why = "No proxy is configured"
+            if deciding is rule:
+                why = rule.sentence
+            elif deciding.kind == "disabled":
+                why = f"{deciding.sentence[:1].upper()}{deciding.sentence[1:]}"
             else:
-                why = f"Rule {decision.rule} sends every such connection direct"
-            reason = f"{why}, so {wh.title} goes direct, to TCP {wh.default_port}."
+                why = f"Rule {deciding.rule} sends every such connection direct"
+            reason = f"{why}, so {rule.title} goes direct, to TCP {port}."
             self.add(
                 f"warehouse-{kind}",
-                f"warehouse:{kind}",
+                rule.rule,
                 reason,
                 (
-                    f"{', '.join(given)} TCP {wh.default_port} (from --warehouse-cidr); change the "
+                    f"{', '.join(given)} TCP {port} (from --warehouse-cidr); change the "
                     "port here if the warehouse listens elsewhere.",
                 ),
                 [
                     {
                         "to": [{"ipBlock": {"cidr": cidr}} for cidr in given],
-                        "ports": [_port("TCP", wh.default_port)],
+                        "ports": [_port("TCP", port)],
                     }
                 ],
             )
 
-    def excluded_notice(self, router: Router) -> None:
-        raws: list[str] = []
-        for entry in NoProxyMatcher.parse(self.settings.excluded_domains).entries:
-            host = entry.value.split("/")[0]
-            if entry.kind == "all":
-                raws.append(entry.raw)
-                continue
-            probe = f"[{host}]" if ":" in host else host
-            rule = router.decide(f"http://{probe}:{entry.port or 80}/").rule
-            if not rule.startswith("auto:"):  # loopback and .svc never meet a NetworkPolicy
-                raws.append(entry.raw)
-        if raws:
-            self.warnings.append(
-                f"excluded_domains ({', '.join(raws)}) go direct, and no rule here allows them: "
-                "a NetworkPolicy cannot name hosts, so add a rule for their addresses if the "
-                "platform reaches them"
-            )
+
+def _routes(rule: Rule) -> set[str]:
+    return {rule.route, rule.plain_route}
+
+
+def _reached(router: Router, rule: Rule, entry: Entry) -> bool:
+    """Whether the router decides the entry's own host by this rule (no earlier rule has it),
+    or sends everything direct anyway."""
+    if entry.kind == "all":
+        return True
+    host = _cidr(entry).split("/")[0]
+    probe = f"[{host}]" if ":" in host else host
+    port = f":{entry.port}" if entry.port is not None else ""
+    decision = router.decide(f"https://{probe}{port}/")
+    if decision.rule == rule.rule:
+        return True
+    # still direct when the rule that has it covers everything without a proxy (the switch)
+    deciding = next((r for r in router.rules() if r.rule == decision.rule), None)
+    return deciding is not None and deciding.kind == "disabled"
+
+
+def _deciding_rule(router: Router, rule: Rule) -> Rule:
+    """The rule that decides a warehouse's own connections: itself, or an earlier rule that
+    covers them all (the switch, a ``*`` exclusion, an exclusion of its domain)."""
+    rules = router.rules()
+    for earlier in rules[: rules.index(rule)]:
+        if earlier.covers_everything:
+            return earlier
+    if rule.parsed:
+        decided = router.decide(f"https://{rule.parsed[0].value}/")
+        return next((r for r in rules if r.rule == decided.rule), rule)
+    return rule
+
+
+def _loopback(entry: Entry) -> bool:
+    network = ipaddress.ip_network(_cidr(entry))
+    return network.is_loopback
+
+
+def _cidr(entry: Entry) -> str:
+    """The entry as a CIDR (``10.0.0.1/32``, ``fd00::1/128``); a domain's name as it is."""
+    if entry.kind == "ip":
+        address = ipaddress.ip_address(entry.value)
+        return f"{address}/{address.max_prefixlen}"
+    return entry.value
+
+
+def _ports_text(port: int | None) -> str:
+    return "every port" if port is None else f"TCP {port}"
+
+
+def _ip_rule(entry: Entry) -> dict[str, Any]:
+    rule: dict[str, Any] = {"to": [{"ipBlock": {"cidr": _cidr(entry)}}]}
+    if entry.port is not None:
+        rule["ports"] = [_port("TCP", entry.port)]
+    return rule
 
 
 def _port(protocol: str, port: int) -> dict[str, Any]:
@@ -314,7 +413,8 @@ def policies(
     time, a NetworkPolicy does not.
     """
     proxy = settings.proxy
-    b = _Builder(settings, options, pod_labels, in_cluster)
+    router = settings.with_enabled(True).router() if proxy.configured else settings.router()
+    b = _Builder(settings, router, options, pod_labels, in_cluster)
     if settings.deployment.kind != "kubernetes":
         b.warnings.append(
             f"deployment.kind is {settings.deployment.kind}: NetworkPolicy applies only to "
@@ -331,13 +431,22 @@ def policies(
             "the proxy is switched off (proxy.enabled: false), so every connection goes direct "
             "and these policies deny it; they describe the routes with the proxy switched on"
         )
-    router = settings.with_enabled(True).router() if proxy.configured else settings.router()
+    default = next(r for r in router.rules() if r.kind == "default")
+    for family, route, other in (
+        ("http", default.plain_route, default.route),
+        ("https", default.route, default.plain_route),
+    ):
+        if route == "direct" and other != "direct":
+            b.warnings.append(
+                f"no proxy is configured for {family}:// destinations, so they go direct "
+                "(rule no-proxy-for-scheme) and these policies deny them: a NetworkPolicy "
+                f"cannot allow every address; configure a proxy for {family}:// as well"
+            )
     b.dns()
     b.proxy()
     b.cluster()
-    b.gke_metadata(router)
+    b.addresses(router)
     b.warehouses(router)
-    b.excluded_notice(router)
     return b.policies, b.warnings
 
 

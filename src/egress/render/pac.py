@@ -1,11 +1,13 @@
 """A PAC file (``FindProxyForURL(url, host)``) that makes the router's decisions for browsers and
 other PAC clients.
 
-It replicates the host-level rules, in the router's order: the proxy switch (off: ``DIRECT`` for
-everything), the automatic exclusions and the operator's ``excluded_domains`` (``DIRECT``), the
-warehouse domain rules, and the proxy for the URL's scheme (``http:``/``ws:`` use the http
-proxy, every other scheme the https one). Proxies are written ``PROXY host:port`` (http://) or
-``HTTPS host:port`` (https://, TLS to the proxy, as Chrome and Firefox read it).
+It is written from the router's rules as data (``Router.rules()``), in the router's order: the
+proxy switch (off: ``DIRECT`` for everything), then each rule's host entries with that rule's
+answer for the URL's scheme (``http:``/``ws:`` take the rule's route for http:// destinations,
+every other scheme its route for https:// ones), up to the first rule that covers every host
+(``default``, or a ``*`` exclusion), whose answer ends the function. Proxies are written
+``PROXY host:port`` (http://) or ``HTTPS host:port`` (https://, TLS to the proxy, as Chrome and
+Firefox read it).
 
 Matching is the matcher's, with no name resolution at all:
 
@@ -33,13 +35,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import replace
 
-from egress.noproxy import Entry, NoProxyMatcher
+from egress.noproxy import Entry
 from egress.render import Artifact, RenderOptions
-from egress.router import Decision, Router
-from egress.settings import Settings
-from egress.warehouses import WAREHOUSES
+from egress.router import Rule
+from egress.settings import ProxyURL, Settings
 
 _HELPERS = r"""
 // ---- helpers: pure string and number work, never a DNS lookup ----------------------------
@@ -111,13 +111,24 @@ def _q(text: str) -> str:
     return json.dumps(text)
 
 
-def _answer(decision: Decision) -> str:
-    """The PAC answer for a decision: DIRECT, PROXY host:port or HTTPS host:port."""
-    if decision.route == "direct" or decision.proxy_url is None:
+def _answer(route: str, proxy: ProxyURL | None) -> str:
+    """The PAC answer for a route: DIRECT, PROXY host:port or HTTPS host:port (a tunnel is a
+    CONNECT through the proxy, which is what a browser does for it too)."""
+    if route == "direct" or proxy is None:
         return "DIRECT"
-    proxy = decision.proxy_url
     host = f"[{proxy.host}]" if ":" in proxy.host else proxy.host
     return f"{'HTTPS' if proxy.scheme == 'https' else 'PROXY'} {host}:{proxy.port}"
+
+
+def _source(rule: Rule) -> str:
+    """The comment above a rule's conditions."""
+    if rule.kind == "disabled":
+        return f"Everything goes DIRECT: {rule.sentence} (rule {rule.rule})."
+    if rule.kind == "excluded":
+        return "excluded_domains (yours)"
+    if rule.kind == "auto":
+        return f"automatic ({rule.rule}): {rule.sentence}"
+    return f"{rule.rule}: {rule.sentence}"
 
 
 def _either(plain: str, other: str) -> str:
@@ -166,80 +177,44 @@ def render(settings: Settings, options: RenderOptions) -> Artifact:
     """The PAC file text, and the rules it cannot express."""
     del options  # nothing on the command line changes this artifact
     warnings: list[str] = []
-    proxy = settings.proxy
     lines = _header(settings)
-    if proxy.username:
+    if settings.proxy.username:
         lines.append(
             "// The proxy wants Basic auth: browsers ask for it; a PAC file never holds it."
         )
-    if not (proxy.enabled and proxy.configured):
-        why = (
-            "the proxy is switched off (proxy.enabled: false)"
-            if proxy.configured
-            else "no proxy is configured"
-        )
-        warnings.append(f"{why}, so this PAC file sends every URL DIRECT")
-        lines += [
-            f"// Everything goes DIRECT: {why} (rule proxy-disabled).",
-            "function FindProxyForURL(url, host) {",
-            '  return "DIRECT";',
-            "}",
-        ]
-        return Artifact("\n".join(lines) + "\n", tuple(warnings))
-
-    router = settings.router()
-    bare = Router(replace(settings, excluded_domains=()))
-
-    def answers(host: str) -> tuple[str, str]:
-        return (
-            _answer(bare.decide(f"http://{host}/")),
-            _answer(bare.decide(f"https://{host}/")),
-        )
-
     sections: dict[str, list[str]] = {"v4": [], "v6": [], "name": []}
     last_comment: dict[str, str] = {}
     with_port: list[str] = []
+    default: tuple[str, str] | None = None
     everything: str | None = None
-    for rule in router.rules():
-        if not (rule.rule.startswith("auto:") or rule.rule.startswith("excluded:")):
-            continue
-        source = (
-            f"automatic ({rule.rule}): {rule.sentence}"
-            if rule.rule.startswith("auto:")
-            else "excluded_domains (yours)"
-        )
-        matcher = NoProxyMatcher.parse(rule.entries)
-        for entry in matcher.entries:
-            if entry.kind == "all":
-                everything = everything or source
-                continue
+    answered: set[str] = set()
+    for rule in settings.router().rules():
+        plain = _answer(rule.plain_route, rule.plain_via)
+        other = _answer(rule.route, rule.via)
+        if rule.covers_everything:
+            # first match wins: nothing after a rule that covers every host is ever reached
+            default = (plain, other)
+            if rule.kind != "default" and answered <= {"DIRECT"} and plain == other == "DIRECT":
+                everything = _source(rule)
+            if rule.kind == "disabled":
+                warnings.append(f"{rule.sentence}, so this PAC file sends every URL DIRECT")
+            break
+        for entry in rule.parsed:
             if entry.port is not None:
                 with_port.append(entry.raw)
                 continue
             cond = _condition(entry)
-            if cond is not None:
-                section = sections[cond[0]]
-                if last_comment.get(cond[0]) != source:
-                    section.append(f"    // {source}")
-                    last_comment[cond[0]] = source
-                section.append(f'    if ({cond[1]}) return "DIRECT";')
-
-    warehouse_lines: list[str] = []
-    for wh in WAREHOUSES.values():
-        if not wh.domains:
-            continue
-        matcher = NoProxyMatcher.parse(wh.domains)
-        plain, other = answers(f"egress-pac-sample.{matcher.entries[0].value}")
-        why = wh.why("direct" if other == "DIRECT" else "proxy").split(" (")[0] or (
-            "carried through the proxy's CONNECT because tunnel_tcp_warehouses is on"
-        )
-        warehouse_lines.append(f"    // warehouse:{wh.name}: {why}")
-        for entry in matcher.entries:
-            cond = _condition(entry)
-            if cond is not None:
-                warehouse_lines.append(f"    if ({cond[1]}) return {_either(plain, other)};")
-    sections["name"] += warehouse_lines
-    default_plain, default_other = answers("egress-pac-default.invalid")
+            if cond is None:
+                continue
+            section = sections[cond[0]]
+            source = _source(rule)
+            if last_comment.get(cond[0]) != source:
+                section.append(f"    // {source}")
+                last_comment[cond[0]] = source
+            section.append(f"    if ({cond[1]}) return {_either(plain, other)};")
+            answered.update((plain, other))
+    assert default is not None  # the router's last rule, default, covers every host
+    default_plain, default_other = default
 
     if with_port:
         listed = ", ".join(with_port)
@@ -247,13 +222,14 @@ def render(settings: Settings, options: RenderOptions) -> Artifact:
             f"not in the PAC file: {listed} (a PAC rule is chosen by host, so entries with a "
             "port cannot be expressed); browsers send those destinations to the proxy"
         )
-    lines.append(_HELPERS.strip("\n"))
-    lines.append("")
-    lines.append("function FindProxyForURL(url, host) {")
     if everything is not None:
+        lines.append("function FindProxyForURL(url, host) {")
         lines.append(f'  return "DIRECT"; // {everything}')
         lines.append("}")
         return Artifact("\n".join(lines) + "\n", tuple(warnings))
+    lines.append(_HELPERS.strip("\n"))
+    lines.append("")
+    lines.append("function FindProxyForURL(url, host) {")
     lines.append(_NORMALISE.strip("\n"))
     if with_port:
         lines.append(f"  // Not expressible here (entries with a port): {', '.join(with_port)}")

@@ -5,7 +5,8 @@ destination under a comment naming its purpose, CONNECT limited to the catalog's
 ``http_access allow`` per port and a final deny, all scoped to the ACL ``egress_clients`` (every
 client until the proxy team narrows it to the platform's nodes), so the fragment can be pasted
 into an existing ``squid.conf`` without denying other users. A comment section lists what
-bypasses the proxy, and why, from the router.
+bypasses the proxy, and why: the NO_PROXY list every artifact shares
+(:mod:`egress.render.bypass`), by rule.
 
 The routes are the router's with the admin-console switch on: the allowlist has to be in place
 before the switch is flipped (S6).
@@ -20,36 +21,29 @@ True
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from egress.noproxy import NoProxyMatcher, canonical_host
 from egress.render import Artifact, RenderOptions
+from egress.render.bypass import no_proxy_list, routing_router
 from egress.scope import Row, groups_in_scope, in_scope
-from egress.settings import ProxySettings, ProxyURL, Settings
+from egress.settings import Settings
 
-PLACEHOLDER_PROXY = ProxyURL("http", "proxy.invalid", 3128)
 PLACEHOLDER_HOST = "add-your-host.invalid"
 
 
 def _routing_settings(settings: Settings, warnings: list[str]) -> Settings:
-    """The settings to route with: the proxy switched on, or a stand-in when there is none."""
+    """The settings to route with (``bypass.routing_router``), and what that assumed."""
     proxy = settings.proxy
     if not proxy.configured:
         warnings.append(
             "no proxy is configured: routes were taken as for an http:// proxy (with an "
             "https:// proxy, Snowflake goes direct and leaves this list)"
         )
-        stand_in = ProxySettings(
-            enabled=True, http_proxy=PLACEHOLDER_PROXY, https_proxy=PLACEHOLDER_PROXY
-        )
-        return replace(settings, proxy=stand_in)
-    if not proxy.enabled:
+    elif not proxy.enabled:
         warnings.append(
             "the proxy is switched off (proxy.enabled: false); the allowlist is what the "
             "platform needs once it is switched on"
         )
-        return settings.with_enabled(True)
-    return settings
+    return routing_router(settings).settings
 
 
 def _dstdomain(host: str) -> str:
@@ -135,24 +129,21 @@ def render(settings: Settings, options: RenderOptions) -> Artifact:
 
 
 def _bypass_section(settings: Settings, direct: list[Row]) -> list[str]:
-    """Comment lines: what goes direct (no ACL needed, but the network policy must allow it)."""
+    """Comment lines: what goes direct (no ACL needed, but the network policy must allow it):
+    the NO_PROXY list every artifact shares, by rule, then the catalog's direct destinations."""
     lines = [
         "# ---- egress: what bypasses the proxy (direct), from the router. Nothing to allow here;",
         "# where a restrictive network policy is in force, allow it there",
-        "# (egress render networkpolicy).",
+        "# (egress render networkpolicy). Each group is one rule of `egress explain --all-rules`:",
     ]
-    for rule in settings.router().rules():
-        if rule.rule.startswith("auto:"):
-            lines.append(f"#   {', '.join(rule.entries)}  [{rule.rule}] {rule.sentence}")
-    mine = [r.entries[0] for r in settings.router().rules() if r.rule.startswith("excluded:")]
-    if mine:
-        lines.append("#   [excluded_domains] listed by the operator:")
+    for group in no_proxy_list(settings).groups:
+        lines.append(f"#   [{group.rule}] {group.reason}:")
         chunk: list[str] = []
-        for entry in mine:
-            if chunk and len("#     " + ", ".join([*chunk, entry])) > 96:
+        for token in group.tokens:
+            if chunk and len("#     " + ", ".join([*chunk, token])) > 96:
                 lines.append("#     " + ", ".join(chunk))
                 chunk = []
-            chunk.append(entry)
+            chunk.append(token)
         lines.append("#     " + ", ".join(chunk))
     for row in direct:
         lines.append(f"#   {row.destination}  [{row.rule}] {row.reason}")
