@@ -24,8 +24,8 @@ from typing import TextIO
 
 from egress.errors import ConfigError, EgressError, EgressTransportError, Problem, UsageError
 from egress.redact import mask_url, printable, scrub, shown, split_userinfo
-from egress.render import KINDS, RenderOptions, check_env_artifact, renderer
-from egress.router import Decision
+from egress.render import KINDS, RenderOptions, renderer
+from egress.router import Decision, routing_notes
 from egress.settings import Settings, load_environment, load_helm_values, load_yaml
 from egress.warehouses import WAREHOUSES
 
@@ -519,7 +519,7 @@ def cmd_validate(args: argparse.Namespace, con: _Console) -> int:
     warnings: list[Problem]
     try:
         settings = _load(args, con)
-        errors, warnings = [], list(settings.warnings)
+        errors, warnings = [], [*settings.warnings, *routing_notes(settings.router())]
     except ConfigError as exc:
         errors, warnings = list(exc.problems), list(exc.warnings)
     valid = not errors
@@ -550,10 +550,7 @@ def _count(n: int, noun: str) -> str:
 def cmd_render(args: argparse.Namespace, con: _Console) -> int:
     options: RenderOptions = args.options(args)  # flags first: a usage error before any loading
     settings = _load(args, con)
-    artifact = renderer(args.kind)(settings, options)
-    if args.kind == "env":
-        # A variable over Linux's limit breaks every process started with it: refuse it.
-        check_env_artifact(artifact, options.format or "dotenv")
+    artifact = renderer(args.kind)(settings, options)  # refuses what no runtime could use
     con.data(artifact.text)
     for warning in artifact.warnings:
         con.err(f"warning: {warning}")

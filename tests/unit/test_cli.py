@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from egress.cli import main
+from egress.settings import load_yaml
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "egress.yaml"
@@ -170,6 +171,29 @@ def test_validate_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     payload = json.loads(out)
     assert payload["valid"] is True and payload["errors"] == []
+
+
+@pytest.mark.parametrize(
+    ("proxy", "warehouses", "noted"),
+    [
+        pytest.param("https://p:3129", "[bigquery]", True, id="S12-https-proxy-bigquery-only"),
+        pytest.param("https://p:3129", "[snowflake]", True, id="S12-https-proxy-snowflake"),
+        pytest.param("http://p:3128", "[snowflake]", False, id="S12-http-proxy"),
+    ],
+)
+def test_validate_notes_what_the_router_sends_direct(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], proxy: str, warehouses: str, noted: bool
+) -> None:
+    """The S12 note comes from the router's rules: the router sends Snowflake hosts direct behind
+    an https:// proxy whatever ``warehouses`` lists, so validate says so then too."""
+    cfg = tmp_path / "egress.yaml"
+    cfg.write_text(f"proxy: {{url: '{proxy}'}}\nwarehouses: {warehouses}\n")
+    code, out, _ = run(capsys, "validate", "--config", str(cfg), "--json")
+    assert code == 0
+    notes = [w for w in json.loads(out)["warnings"] if "Snowflake" in w["message"]]
+    assert bool(notes) is noted, notes
+    router = load_yaml(cfg).router()
+    assert (router.decide("https://acme.snowflakecomputing.com/").route == "direct") is noted
 
 
 def _fake_kubectl(bin_dir: Path, script: str) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from egress.render import Artifact, RenderOptions
+from egress.render import Artifact, RenderOptions, check_env_artifact
 from egress.render.bypass import NoProxyGroup, NoProxyList, no_proxy_list
 from egress.settings import ProxyURL, Settings
 
@@ -453,4 +453,6 @@ def render(settings: Settings, options: RenderOptions) -> Artifact:
                 "carry no credentials (the proxy answers 407), so also render --format secret "
                 "and mount that Secret after it"
             )
-    return Artifact(text, tuple(warnings))
+    artifact = Artifact(text, tuple(warnings))
+    check_env_artifact(artifact, fmt)  # a variable over Linux's limit breaks every process
+    return artifact

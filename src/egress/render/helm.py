@@ -25,11 +25,12 @@ What the chart cannot express (Basic auth, different proxies per scheme, ``tunne
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from egress.render import Artifact, RenderOptions
+from egress.render import Artifact, RenderOptions, check_env_size
 from egress.render.bypass import no_proxy_list
 from egress.settings import ProxyURL, Settings
+from egress.settings.fields import Problems
+from egress.settings.files import CA_LIMIT, read_regular_file
 
 
 def _q(text: str) -> str:
@@ -63,6 +64,7 @@ def _exclusions(settings: Settings, warnings: list[str]) -> list[tuple[str, list
     """(comment, entries) blocks for ``excludedDomains``: the NO_PROXY list every artifact
     shares, one block per rule (the chart joins the list into its components' NO_PROXY)."""
     nop = no_proxy_list(settings)
+    check_env_size("NO_PROXY", nop.value)  # the chart joins the list into every NO_PROXY
     warnings.extend(nop.warnings)
     if nop.everything:
         return [("a rule covers every host", ["*"])]
@@ -82,12 +84,14 @@ def _ca_pem(settings: Settings, warnings: list[str]) -> str | None:
     if proxy.ca_pem:
         parts.append(proxy.ca_pem.strip() + "\n")
     if proxy.ca_file:
-        try:
-            parts.append(Path(proxy.ca_file).read_text(encoding="utf-8").strip() + "\n")
-        except (OSError, UnicodeDecodeError) as exc:
+        problems = Problems()
+        fix = "fix the path or paste the PEM into trustedCACerts.value"
+        data = read_regular_file(proxy.ca_file, "proxy.ca_file", CA_LIMIT, problems, fix=fix)
+        if data is not None:
+            parts.append(data.decode("utf-8", errors="replace").strip() + "\n")
+        for problem in problems.errors:
             warnings.append(
-                f"proxy.ca_file {proxy.ca_file!r} cannot be read ({exc}); trustedCACerts was "
-                "not rendered from it: fix the path or paste the PEM into trustedCACerts.value"
+                f"{problem.field}: {problem.message}; trustedCACerts was not rendered from it: {fix}"
             )
     return "".join(parts) or None
 
