@@ -52,6 +52,7 @@ from typing import Final, Literal, TypeAlias
 import idna
 
 __all__ = [
+    "PLAIN_NAME_PATTERN",
     "Entry",
     "EntryKind",
     "Host",
@@ -77,7 +78,9 @@ _MAX_LABEL: Final = 63
 # Fast paths of canonical_host for the hosts seen nearly always: a plain ASCII name whose last
 # label starts with a letter (so it cannot be a WHATWG number), and a dotted quad without
 # leading zeros. Anything else takes the full path; both give the same answer for these.
-_PLAIN_NAME: Final = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z_-][a-z0-9_-]{0,62}\.?")
+PLAIN_NAME_PATTERN: Final = r"(?:[a-z0-9_-]{1,63}\.)*[a-z_-][a-z0-9_-]{0,62}"
+"""A lower-case host name that ``canonical_host`` returns as it is (when at most 253 long)."""
+_PLAIN_NAME: Final = re.compile(PLAIN_NAME_PATTERN + r"\.?")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _DOTTED_QUAD: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _V4_MAPPED_HIGH: Final = 0xFFFF  # int(::ffff:a.b.c.d) >> 32
@@ -202,7 +205,8 @@ def canonical_host(raw: str) -> Host:
             if len(name) <= _MAX_NAME:
                 return name
         elif _DOTTED_QUAD.fullmatch(low):
-            return ipaddress.IPv4Address(low)
+            # from the packed form: parsing the text again in ipaddress costs ten times more
+            return ipaddress.IPv4Address(bytes(map(int, low.split("."))))
     return _canonical_host_full(raw)
 
 
@@ -492,9 +496,7 @@ class NoProxyMatcher:
     __slots__ = (
         "_all",
         "_all_index",
-        "_deepest",
         "_domains",
-        "_shallowest",
         "_v4",
         "_v6",
         "entries",
@@ -506,8 +508,6 @@ class NoProxyMatcher:
     _all: Entry | None
     _all_index: int
     _domains: dict[str, _Candidates]
-    _shallowest: int
-    _deepest: int
     _v4: _IPTable
     _v6: _IPTable
 
@@ -575,10 +575,15 @@ class NoProxyMatcher:
         setattr_(self, "ignored", tuple(ignored))
         setattr_(self, "_all", all_entry)
         setattr_(self, "_all_index", all_index)
-        setattr_(self, "_domains", {d: tuple(c) for d, c in domains.items()})
-        depths = {d.count(".") + 1 for d in domains}
-        setattr_(self, "_shallowest", min(depths, default=0))
-        setattr_(self, "_deepest", max(depths, default=0))
+        # Every parent of a domain entry is a key too (with no candidates), so a walk up a
+        # host's labels stops at the first suffix that is not a key: nothing listed lies below.
+        by_suffix = {d: tuple(c) for d, c in domains.items()}
+        for name in domains:
+            dot = name.find(".")
+            while dot >= 0:
+                by_suffix.setdefault(name[dot + 1 :], ())
+                dot = name.find(".", dot + 1)
+        setattr_(self, "_domains", by_suffix)
         setattr_(self, "_v4", table(4))
         setattr_(self, "_v6", table(6))
 
@@ -591,28 +596,22 @@ class NoProxyMatcher:
         best = self._all
         best_index = self._all_index
         if isinstance(host, str):
+            # Walk the label suffixes from the right ("com", "example.com", ...) while they are
+            # keys: one hash lookup per label of the longest listed domain the host lies under.
             domains = self._domains
-            if not domains:
-                return best
-            # Walk the label suffixes from the right ("com", "example.com", ...), looking up
-            # only suffixes as deep as some domain entry: a handful of hash lookups at most.
-            shallowest = self._shallowest
-            deepest = self._deepest
             end = len(host)
-            depth = 0
             while True:
                 dot = host.rfind(".", 0, end)
-                depth += 1
-                if depth >= shallowest:
-                    found = domains.get(host[dot + 1 :])
-                    if found is not None:
-                        for index, entry_port, entry in found:
-                            if index >= best_index:
-                                break
-                            if entry_port is None or entry_port == port:
-                                best, best_index = entry, index
-                                break
-                if dot < 0 or depth >= deepest:
+                found = domains.get(host[dot + 1 :])
+                if found is None:
+                    return best
+                for index, entry_port, entry in found:
+                    if index >= best_index:
+                        break
+                    if entry_port is None or entry_port == port:
+                        best, best_index = entry, index
+                        break
+                if dot < 0:
                     return best
                 end = dot
         number = int(host)
