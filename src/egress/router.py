@@ -403,12 +403,16 @@ class Router:
             end = url.find("/", url.find("://") + 3)
             origin = url if end < 0 else url[:end]
             key = origin if warehouse is None else (origin, warehouse)
-            rest = self._memo.get(key)
+            memo = self._memo
+            rest = memo.get(key)
             if rest is None:
                 target = _parse_origin(url)
                 if target is None:
                     return self._decide_parsed(url, warehouse)
-                rest = self._remember(key, self._rest(target, warehouse))
+                rest = self._rest(target, warehouse)
+                if len(memo) >= MEMO_SIZE:
+                    memo.clear()  # see _remember
+                memo[key] = rest
             # concatenation: cheaper than (url, *rest), which goes through a list
             shown_url = mask_url(url) if "@" in url else url
             return _tuple_new(Decision, (shown_url,) + rest)  # noqa: RUF005
