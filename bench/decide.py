@@ -70,10 +70,11 @@ def entries(n: int) -> list[str]:
     return out
 
 
-def _of_kind(n: int, kind: int, i: int) -> int:
-    """The index of an entry of ``kind`` (0-5), spread over the whole list by ``i``."""
+def _of_kind(n: int, kind: int, q: int) -> int:
+    """The index of the ``q``-th chosen entry of ``kind`` (0-5): any run of consecutive ``q``
+    spreads evenly over the whole list (a golden-ratio sequence), so a sample is fair too."""
     count = (n - kind + 5) // 6
-    return 6 * (i * 7919 % count) + kind
+    return 6 * int((q * 0.6180339887498949) % 1.0 * count) + kind
 
 
 def new_host_urls(n: int, round_no: int) -> tuple[list[str], list[bool]]:
@@ -84,14 +85,14 @@ def new_host_urls(n: int, round_no: int) -> tuple[list[str], list[bool]]:
     for i in range(PASS):
         kind = i % KINDS
         if kind == 0:  # under a domain entry: direct
-            j = _of_kind(n, 0, i)
+            j = _of_kind(n, 0, i // KINDS)
             urls.append(f"https://{tag}{i}.svc{j}.corp{j % 97}.example/api/v1/items")
         elif kind == 1:  # under a wildcard entry: direct
-            urls.append(f"https://{tag}{i}.team{_of_kind(n, 1, i)}.example.net/")
+            urls.append(f"https://{tag}{i}.team{_of_kind(n, 1, i // KINDS)}.example.net/")
         elif kind == 2:  # under a leading-dot entry: direct
-            urls.append(f"https://{tag}{i}.zone{_of_kind(n, 2, i)}.internal/health")
+            urls.append(f"https://{tag}{i}.zone{_of_kind(n, 2, i // KINDS)}.internal/health")
         elif kind == 3:  # under a host:port entry, on that port: direct
-            urls.append(f"https://{tag}{i}.api{_of_kind(n, 5, i)}.partner.example:8443/v2")
+            urls.append(f"https://{tag}{i}.api{_of_kind(n, 5, i // KINDS)}.partner.example:8443/v2")
         elif kind == 4:  # a new name nobody listed: proxy
             urls.append(f"https://{tag}{i}.example.org/")
         elif kind == 5:  # a deep new name: proxy
@@ -111,10 +112,10 @@ def known_hosts(n: int) -> tuple[list[str], list[bool]]:
     for i in range(KNOWN_HOSTS):
         kind = i % 5
         if kind == 0:
-            j = _of_kind(n, 0, i)
+            j = _of_kind(n, 0, i // 5)
             origins.append(f"https://svc{j}.corp{j % 97}.example")
         elif kind == 1:
-            origins.append(f"https://x.team{_of_kind(n, 1, i)}.example.net")
+            origins.append(f"https://x.team{_of_kind(n, 1, i // 5)}.example.net")
         elif kind == 2:
             origins.append(f"https://api{i}.saas{i}.example.com")
         elif kind == 3:

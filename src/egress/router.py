@@ -61,7 +61,13 @@ GKE_METADATA = ("169.254.169.254", "metadata", "metadata.google.internal")
 # canonical; the second group's (an IPv4 address, a trailing dot...) goes through canonical_host.
 _ORIGIN = re.compile(
     "({})://(?:({})|([a-z0-9_.-]+))(?::([0-9]{{1,5}}))?(?=/|\\Z)".format(
-        "|".join(re.escape(s) for s in sorted(DEFAULT_PORTS, key=len, reverse=True)),
+        # the web's schemes first, and each before any scheme that is a prefix of it
+        "|".join(
+            re.escape(s)
+            for s in sorted(
+                DEFAULT_PORTS, key=lambda s: (not s.startswith(("http", "ws")), -len(s))
+            )
+        ),
         PLAIN_NAME_PATTERN,
     )
 )
