@@ -491,7 +491,9 @@ def _key_for(entry: Entry) -> _Key:
 class NoProxyMatcher:
     """A compiled, immutable NO_PROXY list: ``match`` costs a few hash lookups at any size.
 
-    Domains sit in a dict walked over the host's label suffixes; IP and CIDR entries sit in one
+    Domains sit in a dict keyed by every listed name and each of its parents, holding the entries
+    that cover it (its own and its parents'), so a host's deepest listed suffix answers: found
+    in two lookups (its parent, then itself) for most hosts. IP and CIDR entries sit in one
     dict per distinct prefix length, keyed by the masked address. ``entries`` keeps input
     order without duplicates; ``ignored`` says which tokens can never match, and why.
     """

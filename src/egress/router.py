@@ -460,19 +460,20 @@ class Router:
         warehouse; the host only fills the reason's blank. So that part is worked out once per
         rule and kept, and a new host costs a lookup and a sentence.
         """
-        hit = self._matcher.match(target.host, target.port)
-        key = (id(hit), target.scheme, warehouse)
-        template = self._templates.get(key)
+        scheme, host, port = target
+        hit = self._matcher.match(host, port)
+        key = (id(hit), scheme, warehouse)
+        templates = self._templates
+        template = templates.get(key)
         if template is None:
-            template = self._template(hit, target.scheme, warehouse)
-            if len(self._templates) >= MEMO_SIZE:  # only odd schemes or warehouse names get here
-                self._templates = {}
-            self._templates[key] = template
+            template = self._template(hit, scheme, warehouse)
+            if len(templates) >= MEMO_SIZE:  # one per entry that matched: bounded like the memo
+                templates.clear()
+            templates[key] = template
         route, proxy, rule, before, after, via, wh_name = template
-        host = target.host
         if not isinstance(host, str):
             host = _address_text(host)
-        return (route, proxy, rule, before + host + after, target, via, wh_name)
+        return (route, proxy, rule, f"{before}{host}{after}", target, via, wh_name)
 
     def _template(self, hit: Entry | None, scheme: str, warehouse: str | None) -> _Template:
         """The outcome of the rules for what ``hit`` matched, with a blank for the host."""
