@@ -103,7 +103,7 @@ class _Console:
 
     def fail(self, message: str, hint: str = "") -> None:
         self.err(f"egress: error: {message}")
-        if hint:
+        if hint and hint not in message:  # a message that already ends with its fix says it once
             self.err(f"  hint: {hint}")
 
     def traceback(self, exc: BaseException) -> None:

@@ -22,16 +22,24 @@ First match wins:
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
-from collections.abc import Callable
+import socket
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeAlias
 from urllib.parse import urlsplit
 
 from egress.errors import Problem, URLError
-from egress.noproxy import Entry, Host, Ignored, NoProxyMatcher, canonical_host
+from egress.noproxy import (
+    PLAIN_NAME_PATTERN,
+    Entry,
+    Host,
+    Ignored,
+    IPAddress,
+    NoProxyMatcher,
+    canonical_host,
+)
+from egress.redact import mask_url, shown, split_userinfo
 from egress.settings import ProxyURL, Settings
 from egress.warehouses import WAREHOUSE_BY_SCHEME, WAREHOUSES, Warehouse
 
@@ -43,22 +51,42 @@ for _w in WAREHOUSES.values():
         DEFAULT_PORTS.setdefault(_s, _w.default_port)
 
 MEMO_SIZE = 4096
-"""How many recent decisions a router remembers."""
+"""How many destinations a router remembers."""
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 GKE_METADATA = ("169.254.169.254", "metadata", "metadata.google.internal")
+
+# The fast path of parse_target: a known scheme in lower case, "://", then an authority of
+# lower-case ASCII letters, digits, '.', '-', '_' with an optional decimal port, then '/' or the
+# end. Anything else (userinfo, brackets, '%', upper case, non-ASCII, '?' or '#' right after the
+# host, a bare host) takes the full path. A host of the first group is a plain name, already
+# canonical; the second group's (an IPv4 address, a trailing dot...) goes through canonical_host.
+_ORIGIN = re.compile(
+    "({})://(?:({})|([a-z0-9_.-]+))(?::([0-9]{{1,5}}))?(?=/|\\Z)".format(
+        # the web's schemes first, and each before any scheme that is a prefix of it
+        "|".join(
+            re.escape(s)
+            for s in sorted(
+                DEFAULT_PORTS, key=lambda s: (not s.startswith(("http", "ws")), -len(s))
+            )
+        ),
+        PLAIN_NAME_PATTERN,
+    )
+)
+_MAX_NAME = 253
+_tuple_new = tuple.__new__
 
 
 class Target(NamedTuple):
     """A destination as the router sees it: scheme, canonical host, effective port.
 
-    A named tuple, not a dataclass: one is built per decision, and a frozen dataclass costs
-    several times more to build (the decision is the hot path of every request).
+    All a route depends on, and nothing more: no path, no query, no userinfo (so never a
+    password). A named tuple, not a dataclass: it is built on the hot path of every request
+    to a new destination, and a frozen dataclass costs several times more to build.
     """
 
     scheme: str
     host: Host
     port: int | None
-    url: str
 
     @property
     def host_text(self) -> str:
@@ -71,45 +99,148 @@ class Target(NamedTuple):
         return f"{host}:{self.port}" if self.port is not None else host
 
 
+def _address_text(address: IPAddress) -> str:
+    """``str(address)``, four times faster for IPv4 (ipaddress formats it in Python)."""
+    if type(address) is ipaddress.IPv4Address:
+        return socket.inet_ntoa(int(address).to_bytes(4, "big"))
+    return str(address)
+
+
+def _url_error(url: str, problem: str, hint: str) -> URLError:
+    """A URLError naming the URL (masked, escaped, bounded), what is wrong and the fix."""
+    exc = URLError(f"the destination URL {shown(url)} {problem}; {hint}")
+    exc.hint = hint
+    return exc
+
+
 def parse_target(url: str) -> Target:
     """Parse a destination URL. A bare ``host`` or ``host:port`` is taken as ``https://``.
 
+    No error message quotes a password: the URL is shown masked (:func:`egress.redact.shown`).
+
     >>> parse_target("HTTPS://Bücher.Example./x").authority
     'xn--bcher-kva.example:443'
-    >>> parse_target("postgresql://u:pw@[::ffff:10.0.0.1]/db").authority
-    '10.0.0.1:5432'
+    >>> parse_target("postgresql://u:pw@[::ffff:10.0.0.1]/db")
+    Target(scheme='postgresql', host=IPv4Address('10.0.0.1'), port=5432)
+    >>> parse_target("https://.example.com/")
+    Traceback (most recent call last):
+    ...
+    egress.errors.URLError: the destination URL "https://.example.com/" has a host that starts with a dot; remove the dot (a leading dot belongs in a no-proxy entry, not in a URL)
+    """  # noqa: E501
+    if type(url) is str:
+        target = _parse_simple(url)
+        if target is not None:
+            return target
+    return _parse_full(url)
+
+
+def _parse_simple(url: str) -> Target | None:
+    """``parse_target`` for the common ``scheme://host[:port][/...]`` shape, or None.
+
+    Cheap (one regular expression) and exactly as strict as the full path: it answers only where
+    the full path gives the same Target, and leaves everything else, errors included, to it. A
+    property test compares the two on generated URLs.
     """
+    if not url.isprintable() or " " in url:
+        return None
+    return _parse_origin(url)
+
+
+def _parse_origin(url: str) -> Target | None:
+    """``_parse_simple`` for a URL known to be free of spaces and control characters."""
+    match = _ORIGIN.match(url)
+    if match is None:
+        return None
+    scheme, name, other, port_text = match.groups()
+    host: Host
+    if name is not None and len(name) <= _MAX_NAME:
+        host = name
+    else:
+        try:
+            host = canonical_host(other or name)
+        except ValueError:
+            return None
+    if port_text is None:
+        return _tuple_new(Target, (scheme, host, DEFAULT_PORTS[scheme]))
+    port = int(port_text)
+    if 0 < port <= 65535:
+        return _tuple_new(Target, (scheme, host, port))
+    return None
+
+
+def _parse_full(url: object) -> Target:
+    """``parse_target`` for any input: every shape, and every error with its own sentence."""
     if not isinstance(url, str) or not url:
         raise URLError("the destination URL is empty; give a URL such as https://host/")
     if _UNSAFE.search(url):
-        raise URLError(
-            f"the destination URL {url.strip()[:80]!r} contains spaces or control characters; "
-            "remove them"
-        )
+        raise _url_error(url, "contains spaces or control characters", "remove them")
     text = url if "://" in url else f"https://{url}"
     try:
         parts = urlsplit(text)
-    except ValueError as exc:
-        raise URLError(f"the destination URL {url!r} is not valid ({exc}); fix it") from exc
+    except ValueError:
+        # the library's message may quote the userinfo: it is not shown
+        raise _url_error(
+            url,
+            "cannot be read as a URL",
+            "put an IPv6 address in brackets, as in https://[2001:db8::1]/, and write the host "
+            "in plain characters",
+        ) from None
     scheme = parts.scheme.lower()
+    if scheme == "file":
+        raise _url_error(
+            url,
+            "is a file:// URL, which names a file on this machine, not a network destination",
+            "give the URL of a server, such as https://host/",
+        )
     hostport = parts.netloc.rpartition("@")[2]
     if hostport.startswith("["):
         raw_host, _, rest = hostport[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else rest
     else:
         raw_host, _, port_text = hostport.partition(":")
+    # A password holding '/', '?' or '#' ends the host part early, so the host and port read
+    # here would be pieces of it: then no piece is quoted, only the masked URL.
+    password = split_userinfo(url)[2]
+    cut_short = password is not None and any(d in password for d in "/?#")
     if not raw_host:
-        raise URLError(f"the destination URL {url!r} has no host; give a URL such as https://host/")
+        if cut_short:
+            raise _password_delimiter(url)
+        raise _url_error(url, "has no host", "give a URL such as https://host/")
     port: int | None = None
     if port_text:
-        if not (port_text.isdigit() and port_text.isascii() and int(port_text) <= 65535):
-            raise URLError(f"the destination URL {url!r} has an invalid port; use 1-65535")
+        if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not (
+            0 < int(port_text) <= 65535
+        ):
+            if cut_short:
+                raise _password_delimiter(url)
+            raise _url_error(
+                url,
+                f"has the port {shown(port_text)}, which is not a number from 1 to 65535",
+                "give a port from 1 to 65535, or none for the scheme's default",
+            )
         port = int(port_text)
     try:
         host = canonical_host(raw_host)
     except ValueError as exc:
-        raise URLError(f"the destination URL {url!r} has an invalid host: {exc}") from exc
-    return Target(scheme, host, port if port is not None else DEFAULT_PORTS.get(scheme), url)
+        if cut_short:
+            raise _password_delimiter(url) from None
+        if raw_host.startswith("."):
+            raise _url_error(
+                url,
+                "has a host that starts with a dot",
+                "remove the dot (a leading dot belongs in a no-proxy entry, not in a URL)",
+            ) from None
+        raise _url_error(url, f"has an invalid host: {exc}", "fix the host name") from None
+    return Target(scheme, host, port if port is not None else DEFAULT_PORTS.get(scheme))
+
+
+def _password_delimiter(url: str) -> URLError:
+    return _url_error(
+        url,
+        "has no valid host after its user name and password (a '/', '?' or '#' in a password "
+        "ends the host part of a URL)",
+        "percent-encode those characters in the password (/ as %2F, ? as %3F, # as %23)",
+    )
 
 
 class Decision(NamedTuple):
@@ -119,6 +250,7 @@ class Decision(NamedTuple):
     """
 
     url: str
+    """The destination URL of this call, with any password masked."""
     route: RouteKind
     proxy: str | None
     """The proxy URL with any password masked, or None when the route is direct."""
@@ -143,6 +275,11 @@ RuleKind = Literal["disabled", "auto", "excluded", "warehouse", "default"]
 PLAIN_SCHEMES = frozenset({"http", "ws"})
 """URL schemes that use the http:// destinations' proxy (``proxy.url``); every other scheme, and
 every TCP warehouse, uses the https one."""
+_Rest: TypeAlias = tuple[RouteKind, str | None, str, str, Target, ProxyURL | None, str | None]
+"""A Decision without its first field, the URL: what the memo keeps per destination."""
+_Template: TypeAlias = tuple[RouteKind, str | None, str, str, str, ProxyURL | None, str | None]
+"""What a rule decides (route, proxy shown, rule, reason before and after the host, proxy,
+warehouse): the same for every host the rule's entry matches."""
 
 
 @dataclass(frozen=True)
@@ -250,10 +387,13 @@ class Router:
         self._owner_by_id = {id(entry): owners[id(entry)] for entry in self._matcher.entries}
         self._http_proxy = proxy.http_proxy
         self._https_proxy = proxy.https_proxy
-        # Decisions are a pure function of (url, warehouse) for this immutable router, so a
-        # bounded memo makes the repeated ones (every request of a component to the same
-        # endpoint) cost one lookup. It changes no answer: ``decide_uncached`` gives the same.
-        self._memo = functools.lru_cache(maxsize=MEMO_SIZE)(self.decide_uncached)
+        # The route depends on the scheme, host, port and warehouse, never on the path or query,
+        # so that is what the memo is keyed on: the text "scheme://host:port" for the common
+        # shape (found with two string searches, before any parsing), the parsed (scheme, host,
+        # port) for the rest. It is bounded (MEMO_SIZE) and changes no answer:
+        # ``decide_uncached`` gives the same.
+        self._memo: dict[object, _Rest] = {}
+        self._templates: dict[tuple[int, str, str | None], _Template] = {}
 
     @property
     def settings(self) -> Settings:
@@ -311,121 +451,196 @@ class Router:
     # -- the decision -------------------------------------------------------------------------
 
     def decide(self, url: str, *, warehouse: str | None = None) -> Decision:
-        """The route for ``url``. ``warehouse`` names the kind when the caller knows it."""
-        return self._memo(url, warehouse)
+        """The route for ``url``. ``warehouse`` names the kind when the caller knows it.
+
+        Only the scheme, host and port count, so a known destination with a new path or query
+        costs a lookup and one new Decision carrying this call's URL (password masked).
+        """
+        if type(url) is str and url.isprintable() and " " not in url:
+            # The key is the text up to the first '/' after the first "://". The memo holds a key
+            # only once _parse_origin accepted a URL that starts with it and goes on with '/' or
+            # ends (its scheme has no ':' and its authority no '/'); any URL with that key does
+            # the same, so _parse_origin would give it the same Target.
+            end = url.find("/", url.find("://") + 3)
+            origin = url if end < 0 else url[:end]
+            key = origin if warehouse is None else (origin, warehouse)
+            memo = self._memo
+            rest = memo.get(key)
+            if rest is None:
+                target = _parse_origin(url)
+                if target is None:
+                    return self._decide_parsed(url, warehouse)
+                rest = self._rest(target, warehouse)
+                if len(memo) >= MEMO_SIZE:
+                    memo.clear()  # see _remember
+                memo[key] = rest
+            # concatenation: cheaper than (url, *rest), which goes through a list
+            shown_url = mask_url(url) if "@" in url else url
+            return _tuple_new(Decision, (shown_url,) + rest)  # noqa: RUF005
+        return self._decide_parsed(url, warehouse)
+
+    def _decide_parsed(self, url: str, warehouse: str | None) -> Decision:
+        """``decide`` for a URL of any other shape, parsed in full; memo keyed on the Target."""
+        target = _parse_full(url)
+        key = (target, warehouse)
+        rest = self._memo.get(key) or self._remember(key, self._rest(target, warehouse))
+        return _tuple_new(Decision, (mask_url(url), *rest))
+
+    def _remember(self, key: object, rest: _Rest) -> _Rest:
+        """Keep ``rest`` under ``key``; a full memo starts afresh (the hot keys come back in a
+        few calls, and a flood of new destinations costs no bookkeeping)."""
+        memo = self._memo
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[key] = rest
+        return rest
 
     def decide_uncached(self, url: str, warehouse: str | None = None) -> Decision:
-        """``decide`` without the memo (benchmarks use it to measure the rule lookup itself)."""
-        return self.decide_target(parse_target(url), warehouse=warehouse)
+        """``decide`` without the memo (tests and benchmarks compare the two)."""
+        rest = self._rest(parse_target(url), warehouse)
+        return _tuple_new(Decision, (mask_url(url), *rest))
 
-    def decide_target(self, target: Target, *, warehouse: str | None = None) -> Decision:
-        """The route for an already parsed destination (what ``decide`` does after parsing)."""
-        settings = self._settings
-        hit = self._matcher.match(target.host, target.port)
+    def decide_target(
+        self, target: Target, *, warehouse: str | None = None, url: str | None = None
+    ) -> Decision:
+        """The route for an already parsed destination; ``url`` (masked here) is what the
+        Decision shows, by default ``scheme://authority``."""
+        shown_url = mask_url(url) if url is not None else f"{target.scheme}://{target.authority}"
+        return _tuple_new(Decision, (shown_url, *self._rest(target, warehouse)))
+
+    def _rest(self, target: Target, warehouse: str | None) -> _Rest:
+        """Everything of a Decision but its URL: what the memo keeps per destination.
+
+        Past the matcher, the route depends only on the entry that matched, the scheme and the
+        warehouse; the host only fills the reason's blank. So that part is worked out once per
+        rule and kept, and a new host costs a lookup and a sentence.
+        """
+        scheme, host, port = target
+        hit = self._matcher.match(host, port)
+        key = (id(hit), scheme, warehouse)
+        templates = self._templates
+        template = templates.get(key)
+        if template is None:
+            template = self._template(hit, scheme, warehouse)
+            if len(templates) >= MEMO_SIZE:  # one per entry that matched: bounded like the memo
+                templates.clear()
+            templates[key] = template
+        route, proxy, rule, before, after, via, wh_name = template
+        if not isinstance(host, str):
+            host = _address_text(host)
+        return (route, proxy, rule, f"{before}{host}{after}", target, via, wh_name)
+
+    def _template(self, hit: Entry | None, scheme: str, warehouse: str | None) -> _Template:
+        """The outcome of the rules for what ``hit`` matched, with a blank for the host."""
         owner = self._owner_by_id[id(hit)] if hit is not None else None
         if warehouse is None:
-            wh = WAREHOUSE_BY_SCHEME.get(target.scheme) or (
-                owner if type(owner) is Warehouse else None
-            )
+            wh = WAREHOUSE_BY_SCHEME.get(scheme) or (owner if type(owner) is Warehouse else None)
         else:
             wh = self._named_warehouse(warehouse)
-        scheme = "https" if wh is not None and wh.protocol == "tcp" else target.scheme
-        proxy = self._http_proxy if scheme in ("http", "ws") else self._https_proxy
-        shown = self._shown
-        wh_name = wh.name if wh is not None else None
+        route, rule, before, after, via = self._route(scheme, hit, owner, wh)
+        shown_proxy = self._shown[via] if via is not None else None
+        return (route, shown_proxy, rule, before, after, via, wh.name if wh is not None else None)
 
-        def make(route: RouteKind, rule: str, reason: str, via: ProxyURL | None = None) -> Decision:
-            return Decision(
-                target.url,
-                route,
-                shown[via] if via is not None else None,
-                rule,
-                reason,
-                target,
-                via,
-                wh_name,
-            )
-
-        host = target.host if type(target.host) is str else str(target.host)
+    def _route(
+        self,
+        scheme: str,
+        hit: Entry | None,
+        owner: _AutoRule | Warehouse | None,
+        wh: Warehouse | None,
+    ) -> tuple[RouteKind, str, str, str, ProxyURL | None]:
+        """Route, rule, the reason around its host, and proxy; first match wins (DESIGN §6)."""
+        proxy_scheme = "https" if wh is not None and wh.protocol == "tcp" else scheme
+        proxy = self._http_proxy if proxy_scheme in ("http", "ws") else self._https_proxy
         if not self._active:
-            if settings.proxy.configured:
+            if self._settings.proxy.configured:
                 why = "the proxy is switched off in the admin console (proxy.enabled: false)"
             else:
                 why = "no proxy is configured"
-            return make("direct", "proxy-disabled", f"{host} goes direct because {why}.")
+            return "direct", "proxy-disabled", "", f" goes direct because {why}.", None
 
         if type(owner) is _AutoRule:
-            auto = owner
-            return make(
+            return (
                 "direct",
-                auto.rule,
-                f"{host} goes direct because {auto.sentence} "
-                f"(automatic rule {auto.rule}, {auto.origin}).",
+                owner.rule,
+                "",
+                f" goes direct because {owner.sentence} "
+                f"(automatic rule {owner.rule}, {owner.origin}).",
+                None,
             )
 
         if hit is not None and owner is None:
-            return make(
+            return (
                 "direct",
                 f"excluded:{hit.raw}",
-                f"{host} goes direct because it matches {hit.raw!r} in the excluded domains.",
+                "",
+                f" goes direct because it matches {hit.raw!r} in the excluded domains.",
+                None,
             )
 
         if wh is not None:
             rule = f"warehouse:{wh.name}"
             if wh.protocol == "tcp":
-                if settings.tunnel_tcp_warehouses and proxy is not None:
-                    return make(
+                if self._settings.tunnel_tcp_warehouses and proxy is not None:
+                    return (
                         "tunnel",
                         rule,
-                        f"{wh.title} speaks TCP, not HTTP; egress carries it through the proxy's "
-                        "CONNECT because tunnel_tcp_warehouses is on.",
+                        f"{wh.title} speaks TCP, not HTTP; egress carries ",
+                        " through the proxy's CONNECT because tunnel_tcp_warehouses is on.",
                         proxy,
                     )
-                return make(
+                return (
                     "direct",
                     rule,
-                    f"{wh.why_direct}, so {host} goes direct without being listed (allow it in the "
-                    "network policy, or set tunnel_tcp_warehouses: true to carry it through "
-                    "CONNECT).",
+                    f"{wh.why_direct}, so ",
+                    " goes direct without being listed (allow it in the network policy, or set "
+                    "tunnel_tcp_warehouses: true to carry it through CONNECT).",
+                    None,
                 )
             if proxy is None:
-                return self._no_proxy_for_scheme(make, target)
+                return self._no_proxy_for_scheme(scheme)
             if wh.route_via(proxy.scheme) == "direct":
-                return make(
-                    "direct", rule, f"{wh.why_direct}, so {host} goes direct without being listed."
+                return (
+                    "direct",
+                    rule,
+                    f"{wh.why_direct}, so ",
+                    " goes direct without being listed.",
+                    None,
                 )
-            return make(
+            return (
                 "proxy",
                 rule,
-                f"{wh.why_proxy}, so {host} goes through the proxy {shown.get(proxy)}.",
+                f"{wh.why_proxy}, so ",
+                f" goes through the proxy {self._shown[proxy]}.",
                 proxy,
             )
 
         if proxy is None:
-            return self._no_proxy_for_scheme(make, target)
-        return make(
+            return self._no_proxy_for_scheme(scheme)
+        return (
             "proxy",
             "default",
-            f"{host} matches no exclusion, so it goes through the proxy {shown.get(proxy)}.",
+            "",
+            f" matches no exclusion, so it goes through the proxy {self._shown[proxy]}.",
             proxy,
         )
 
     @staticmethod
-    def _no_proxy_for_scheme(
-        make: Callable[[RouteKind, str, str], Decision], target: Target
-    ) -> Decision:
-        return make(
+    def _no_proxy_for_scheme(scheme: str) -> tuple[RouteKind, str, str, str, ProxyURL | None]:
+        return (
             "direct",
             "no-proxy-for-scheme",
-            f"{target.host_text} goes direct because no proxy is configured for "
-            f"{target.scheme}:// destinations.",
+            "",
+            f" goes direct because no proxy is configured for {scheme}:// destinations.",
+            None,
         )
 
     @staticmethod
     def _named_warehouse(named: str) -> Warehouse:
         wh = WAREHOUSES.get(named.lower())
         if wh is None:
-            raise URLError(f"warehouse {named!r} is not known; use one of: {', '.join(WAREHOUSES)}")
+            raise URLError(
+                f"warehouse {shown(named)} is not known; use one of: {', '.join(WAREHOUSES)}"
+            )
         return wh
 
     # -- introspection ---------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def _ca_pem(settings: Settings, warnings: list[str]) -> str | None:
             parts.append(data.decode("utf-8", errors="replace").strip() + "\n")
         for problem in problems.errors:
             warnings.append(
-                f"{problem.field}: {problem.message}; trustedCACerts was not rendered from it: {fix}"
+                f"{problem.field}: {problem.message}; trustedCACerts was not rendered: {fix}"
             )
     return "".join(parts) or None
 
