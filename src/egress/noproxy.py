@@ -53,6 +53,7 @@ from typing import Final, Literal, TypeAlias
 import idna
 
 __all__ = [
+    "DOTTED_QUAD_PATTERN",
     "PLAIN_NAME_PATTERN",
     "Entry",
     "EntryKind",
@@ -86,7 +87,9 @@ PLAIN_NAME_PATTERN: Final = r"(?:[a-z0-9_-]{1,63}+\.)*+[a-z_-][a-z0-9_-]{0,62}+"
 Possessive (a label never holds a dot, so giving characters back never helps): a fifth faster."""
 _PLAIN_NAME: Final = re.compile(PLAIN_NAME_PATTERN)
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_DOTTED_QUAD: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+DOTTED_QUAD_PATTERN: Final = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+"""An IPv4 address written a.b.c.d without leading zeros: ``canonical_host`` reads it as such."""
+_DOTTED_QUAD: Final = re.compile(DOTTED_QUAD_PATTERN)
 _V4_MAPPED_HIGH: Final = 0xFFFF  # int(::ffff:a.b.c.d) >> 32
 _NO_INDEX: Final = sys.maxsize
 
@@ -288,7 +291,8 @@ class Ignored:
 # How a compiled matcher indexes an entry: None for "all", the name for a domain, or
 # (IP version, prefix length, network as an int) for ip and cidr entries.
 _Key: TypeAlias = str | tuple[int, int, int] | None
-_Candidates: TypeAlias = tuple[tuple[int, int | None, Entry], ...]
+_Candidates: TypeAlias = tuple[tuple[int, int | None], ...]
+"""(position in ``entries``, port or None) of the entries that may cover a host, earliest first."""
 _IPTable: TypeAlias = tuple[tuple[int, dict[int, _Candidates]], ...]
 
 _URL_REASON: Final = (
@@ -510,9 +514,9 @@ class NoProxyMatcher:
     """
 
     __slots__ = (
-        "_all",
         "_all_index",
         "_domains",
+        "_fallback",
         "_v4",
         "_v6",
         "entries",
@@ -521,8 +525,8 @@ class NoProxyMatcher:
 
     entries: tuple[Entry, ...]
     ignored: tuple[Ignored, ...]
-    _all: Entry | None
     _all_index: int
+    _fallback: int
     _domains: dict[str, _Candidates]
     _v4: _IPTable
     _v6: _IPTable
@@ -556,8 +560,8 @@ class NoProxyMatcher:
         entries: list[Entry] = []
         all_entry: Entry | None = None
         all_index = _NO_INDEX
-        domains: dict[str, list[tuple[int, int | None, Entry]]] = {}
-        networks: dict[int, dict[int, dict[int, list[tuple[int, int | None, Entry]]]]] = {
+        domains: dict[str, list[tuple[int, int | None]]] = {}
+        networks: dict[int, dict[int, dict[int, list[tuple[int, int | None]]]]] = {
             4: {},
             6: {},
         }
@@ -568,7 +572,7 @@ class NoProxyMatcher:
             seen.add(identity)
             index = len(entries)
             entries.append(entry)
-            candidate = (index, entry.port, entry)
+            candidate = (index, entry.port)
             if key is None:
                 if all_entry is None:
                     all_entry, all_index = entry, index
@@ -589,13 +593,15 @@ class NoProxyMatcher:
         setattr_ = object.__setattr__
         setattr_(self, "entries", tuple(entries))
         setattr_(self, "ignored", tuple(ignored))
-        setattr_(self, "_all", all_entry)
+        # the position of the first "*" entry, past which no candidate can win, and the answer
+        # when no other entry matches (-1: none)
         setattr_(self, "_all_index", all_index)
+        setattr_(self, "_fallback", all_index if all_entry is not None else -1)
         # Every parent of a domain entry is a key too, and each key holds the candidates of its
         # own entries and of all its parents' entries, in input order. So the deepest key that
         # is a suffix of a host holds every domain entry covering it, and a walk up the host's
         # labels can stop at the first suffix that is not a key: nothing listed lies below.
-        by_suffix: dict[str, list[tuple[int, int | None, Entry]]] = {}
+        by_suffix: dict[str, list[tuple[int, int | None]]] = {}
         for name in domains:
             dot = name.find(".")
             while dot >= 0:
@@ -607,7 +613,9 @@ class NoProxyMatcher:
         for name in sorted(by_suffix, key=lambda n: n.count(".")):  # parents first
             dot = name.find(".")
             inherited = folded[name[dot + 1 :]] if dot >= 0 else ()
-            folded[name] = tuple(sorted((*inherited, *by_suffix[name]), key=lambda c: c[0]))
+            # an entry after the first "*" can never be the earliest match: it is left out
+            candidates = sorted((*inherited, *by_suffix[name]), key=lambda c: c[0])
+            folded[name] = tuple(c for c in candidates if c[0] < all_index)
         setattr_(self, "_domains", folded)
         setattr_(self, "_v4", table(4))
         setattr_(self, "_v6", table(6))
@@ -618,54 +626,68 @@ class NoProxyMatcher:
         ``port`` is the effective port (scheme default included); None means unknown, and then
         entries with a port never match.
         """
-        best = self._all
-        best_index = self._all_index
-        if isinstance(host, str):
-            domains = self._domains
-            # Most hosts are one label under a listed name (or its parent): try the parent, then
-            # the host itself, which holds the parent's candidates too.
-            dot = host.find(".")
-            found = domains.get(host[dot + 1 :]) if dot > 0 else None
-            if found is not None:
-                found = domains.get(host, found)
-            else:
-                # Walk the suffixes from the right ("com", "example.com", ...) to the deepest
-                # that is a key: one hash lookup per label of the longest listed name above it.
-                end = len(host)
-                while True:
-                    dot = host.rfind(".", 0, end)
-                    deeper = domains.get(host[dot + 1 :])
-                    if deeper is None:
-                        break
-                    found = deeper
-                    if dot < 0:
-                        break
-                    end = dot
-                if found is None:
-                    return best
-            for index, entry_port, entry in found:
-                if index >= best_index:
-                    break
-                if entry_port is None or entry_port == port:
-                    return entry
-            return best
+        index = self.index(host, port)
+        return self.entries[index] if index >= 0 else None
+
+    def index(self, host: Host, port: int | None) -> int:
+        """``match`` as the position of the entry in ``entries``, or -1 when none matches.
+
+        The router keys what it derives from an entry on this number (no ``id``, no tuple).
+        """
+        if type(host) is str:
+            return self.name_index(host, port)
         number = int(host)
         if isinstance(host, ipaddress.IPv6Address):
-            if number >> 32 == _V4_MAPPED_HIGH:
-                number &= 0xFFFFFFFF
-                table = self._v4
-            else:
-                table = self._v6
+            if number >> 32 != _V4_MAPPED_HIGH:
+                return self._ip_index(self._v6, number, port)
+            number &= 0xFFFFFFFF
+        return self._ip_index(self._v4, number, port)
+
+    def name_index(self, name: str, port: int | None) -> int:
+        """``index`` for a host name in canonical form (as ``canonical_host`` returns it)."""
+        domains = self._domains
+        # Most hosts are one label under a listed name (or its parent): try the parent, then
+        # the host itself, which holds the parent's candidates too.
+        dot = name.find(".")
+        found = domains.get(name[dot + 1 :]) if dot > 0 else None
+        if found is not None:
+            found = domains.get(name, found)
         else:
-            table = self._v4
+            # Walk the suffixes from the right ("com", "example.com", ...) to the deepest
+            # that is a key: one hash lookup per label of the longest listed name above it.
+            end = len(name)
+            while True:
+                dot = name.rfind(".", 0, end)
+                deeper = domains.get(name[dot + 1 :])
+                if deeper is None:
+                    break
+                found = deeper
+                if dot < 0:
+                    break
+                end = dot
+            if found is None:
+                return self._fallback
+        # candidates later than a "*" entry were dropped when compiling
+        for index, entry_port in found:
+            if entry_port is None or entry_port == port:
+                return index
+        return self._fallback
+
+    def ipv4_index(self, number: int, port: int | None) -> int:
+        """``index`` for an IPv4 address given as its 32-bit number."""
+        return self._ip_index(self._v4, number, port)
+
+    def _ip_index(self, table: _IPTable, number: int, port: int | None) -> int:
+        best = self._fallback
+        limit = self._all_index
         for mask, networks in table:
             found = networks.get(number & mask)
             if found is not None:
-                for index, entry_port, entry in found:
-                    if index >= best_index:
+                for index, entry_port in found:
+                    if index >= limit:
                         break
                     if entry_port is None or entry_port == port:
-                        best, best_index = entry, index
+                        best = limit = index
                         break
         return best
 
