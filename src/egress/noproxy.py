@@ -646,27 +646,31 @@ class NoProxyMatcher:
     def name_index(self, name: str, port: int | None) -> int:
         """``index`` for a host name in canonical form (as ``canonical_host`` returns it)."""
         domains = self._domains
-        # Most hosts are one label under a listed name (or its parent): try the parent, then
-        # the host itself, which holds the parent's candidates too.
         dot = name.find(".")
-        found = domains.get(name[dot + 1 :]) if dot > 0 else None
-        if found is not None:
-            found = domains.get(name, found)
+        if dot < 0:
+            found = domains.get(name)
         else:
-            # Walk the suffixes from the right ("com", "example.com", ...) to the deepest
-            # that is a key: one hash lookup per label of the longest listed name above it.
-            end = len(name)
-            while True:
-                dot = name.rfind(".", 0, end)
-                deeper = domains.get(name[dot + 1 :])
-                if deeper is None:
-                    break
-                found = deeper
-                if dot < 0:
-                    break
-                end = dot
-            if found is None:
-                return self._fallback
+            # Most hosts are one label under a listed name (or its parent): try the parent,
+            # then the host itself, which holds the parent's candidates too.
+            found = domains.get(name[dot + 1 :])
+            if found is not None:
+                found = domains.get(name, found)
+            else:
+                # The deepest key is a suffix of the parent, shorter than it: walk the
+                # suffixes from the right ("com", "example.com", ...) to the deepest that is a
+                # key, one hash lookup per label of the longest listed name above the host.
+                end = len(name)
+                while True:
+                    cut = name.rfind(".", dot + 1, end)
+                    if cut < 0:
+                        break  # the next suffix is the parent, which is no key
+                    deeper = domains.get(name[cut + 1 :])
+                    if deeper is None:
+                        break
+                    found = deeper
+                    end = cut
+        if found is None:
+            return self._fallback
         # candidates later than a "*" entry were dropped when compiling
         for index, entry_port in found:
             if entry_port is None or entry_port == port:

@@ -476,20 +476,39 @@ class Router:
         if type(url) is str and url.isprintable() and " " not in url:
             if warehouse is None:
                 # The key: the text before the first '/' from index 8 on, which is the origin
-                # "scheme://host[:port]" for the web's schemes (see _fresh for why any key the
-                # memo holds gives the right answer, and for the other schemes).
+                # "scheme://host[:port]" for the web's schemes. The memo keeps a text key only
+                # as u[:m.end()] for a URL u that _ORIGIN matched (m): the origin, which u
+                # continues with '/' or ends. The match depends on that text and on what
+                # follows being '/' or the end, nothing else. The key looked up here is a
+                # prefix of this URL that it continues with '/' or ends, so a URL whose key is
+                # held starts the same way and gets the same match: the kept answer is its own.
                 end = url.find("/", 8)
                 key = url if end < 0 else url[:end]
-                rest = self._memo.get(key)
+                memo = self._memo
+                rest = memo.get(key)
                 if rest is None:
-                    rest = self._fresh(url, key)
+                    # The key holds no '/' past the scheme's "://", so a match of the URL can
+                    # only end where the key does: matching the key whole is matching the URL.
+                    match = _ORIGIN.fullmatch(key)
+                    if match is None:
+                        # Not the origin (a scheme of six letters or more, whose "//" lies at
+                        # or past index 8; a one-letter host), or not the common shape.
+                        match = _ORIGIN.match(url)
+                        if match is None:
+                            return self._decide_parsed(url, None)
+                        key = url[: match.end()]
+                        rest = memo.get(key)
                     if rest is None:
-                        return self._decide_parsed(url, None)
+                        rest = self._fresh(match)
+                        if rest is None:
+                            return self._decide_parsed(url, None)
+                        if len(memo) >= MEMO_SIZE:
+                            memo.clear()  # see _remember
+                        memo[key] = rest
             else:
                 end = url.find("/", url.find("://") + 3)
                 named = (url if end < 0 else url[:end], warehouse)
-                memo = self._memo
-                rest = memo.get(named)
+                rest = self._memo.get(named)
                 if rest is None:
                     target = _parse_origin(url)
                     if target is None:
@@ -499,29 +518,13 @@ class Router:
             return _tuple_new(Decision, (mask_url(url) if "@" in url else url,) + rest)  # noqa: RUF005
         return self._decide_parsed(url, warehouse)
 
-    def _fresh(self, url: str, key: str) -> _Rest | None:
-        """``decide``'s memo miss, no warehouse named: parse (as ``_parse_origin``), match, keep.
+    def _fresh(self, match: re.Match[str]) -> _Rest | None:
+        """What ``decide`` keeps for a new destination of the common shape, no warehouse named,
+        from its ``_ORIGIN`` match: the Target ``_parse_origin`` gives, matched and routed.
 
-        None when the URL is not of the common shape (the full parse then answers).
-
-        The memo keeps a text key only as ``u[:m.end()]`` for a URL ``u`` that ``_ORIGIN``
-        matched (``m``): the origin, which the URL continues with '/' or ends. The match depends
-        on that text and on what follows being '/' or the end, nothing else. ``decide`` looks up
-        a prefix of its URL that the URL continues with '/' or ends, so a URL whose key is held
-        starts the same way and gets the same match: the kept answer is its answer. When the
-        prefix is not the origin (a scheme of six letters or more, whose "//" lies at or past
-        index 8; a one-letter host), this looks again under the origin itself.
+        None when the full parse must answer (a port out of range, a host canonical_host
+        refuses).
         """
-        match = _ORIGIN.match(url)
-        if match is None:
-            return None
-        memo = self._memo
-        origin_end = match.end()
-        if origin_end != len(key):
-            key = url[:origin_end]
-            rest = memo.get(key)
-            if rest is not None:
-                return rest
         scheme, name, quad, other, port_text = match.groups()
         if port_text is None:
             port = DEFAULT_PORTS[scheme]
@@ -550,19 +553,8 @@ class Router:
         if template is None:
             template = self._template(index, scheme, None)
         route, proxy, rule, before, after, via, wh_name = template
-        rest = (
-            route,
-            proxy,
-            rule,
-            f"{before}{shown}{after}",
-            _tuple_new(Target, (scheme, host, port)),
-            via,
-            wh_name,
-        )
-        if len(memo) >= MEMO_SIZE:
-            memo.clear()  # see _remember
-        memo[key] = rest
-        return rest
+        target = _tuple_new(Target, (scheme, host, port))
+        return (route, proxy, rule, f"{before}{shown}{after}", target, via, wh_name)
 
     def _decide_parsed(self, url: str, warehouse: str | None) -> Decision:
         """``decide`` for a URL of any other shape, parsed in full; memo keyed on the Target."""
