@@ -293,6 +293,9 @@ class Ignored:
 _Key: TypeAlias = str | tuple[int, int, int] | None
 _Candidates: TypeAlias = tuple[tuple[int, int | None], ...]
 """(position in ``entries``, port or None) of the entries that may cover a host, earliest first."""
+_Covering: TypeAlias = int | _Candidates
+"""What a domain key holds: the candidates, or the position of the first when it has no port
+(it then covers the host on every port: the answer, without a loop)."""
 _IPTable: TypeAlias = tuple[tuple[int, dict[int, _Candidates]], ...]
 
 _URL_REASON: Final = (
@@ -527,7 +530,7 @@ class NoProxyMatcher:
     ignored: tuple[Ignored, ...]
     _all_index: int
     _fallback: int
-    _domains: dict[str, _Candidates]
+    _domains: dict[str, _Covering]
     _v4: _IPTable
     _v6: _IPTable
 
@@ -616,7 +619,14 @@ class NoProxyMatcher:
             # an entry after the first "*" can never be the earliest match: it is left out
             candidates = sorted((*inherited, *by_suffix[name]), key=lambda c: c[0])
             folded[name] = tuple(c for c in candidates if c[0] < all_index)
-        setattr_(self, "_domains", folded)
+        setattr_(
+            self,
+            "_domains",
+            {
+                name: found[0][0] if found and found[0][1] is None else found
+                for name, found in folded.items()
+            },
+        )
         setattr_(self, "_v4", table(4))
         setattr_(self, "_v6", table(6))
 
@@ -671,6 +681,8 @@ class NoProxyMatcher:
                     end = cut
         if found is None:
             return self._fallback
+        if isinstance(found, int):
+            return found
         # candidates later than a "*" entry were dropped when compiling
         for index, entry_port in found:
             if entry_port is None or entry_port == port:

@@ -167,7 +167,7 @@ def _parse_origin(url: str) -> Target | None:
     if name is not None and len(name) <= _MAX_NAME:
         host = name
     elif quad is not None:
-        host = _IPv4Address(_inet_aton(quad))
+        host = _IPv4Address(int.from_bytes(_inet_aton(quad), "big"))
     else:
         try:
             host = canonical_host(other or name)
@@ -499,9 +499,44 @@ class Router:
                         key = url[: match.end()]
                         rest = memo.get(key)
                     if rest is None:
-                        rest = self._fresh(match)
-                        if rest is None:
-                            return self._decide_parsed(url, None)
+                        # A new destination: as _parse_origin reads it, then matched and routed.
+                        scheme, name, quad, other, port_text = match.groups()
+                        if port_text is None:
+                            port = DEFAULT_PORTS[scheme]
+                        else:
+                            port = int(port_text)
+                            if not 0 < port <= 65535:
+                                return self._decide_parsed(url, None)
+                        host: Host
+                        if name is not None and len(name) <= _MAX_NAME:
+                            host = shown = name
+                            index = self._name_index(name, port)
+                        elif quad is not None:
+                            number = int.from_bytes(_inet_aton(quad), "big")
+                            host = _IPv4Address(number)
+                            shown = quad  # no leading zeros: as str(host) writes it
+                            index = self._ipv4_index(number, port)
+                        else:
+                            try:
+                                host = canonical_host(other or name)
+                            except ValueError:
+                                return self._decide_parsed(url, None)
+                            shown = host if isinstance(host, str) else _address_text(host)
+                            index = self._matcher.index(host, port)
+                        by_entry = self._templates.get(scheme)
+                        template = None if by_entry is None else by_entry.get(index)
+                        if template is None:
+                            template = self._template(index, scheme, None)
+                        route, proxy, rule, before, after, via, wh_name = template
+                        rest = (
+                            route,
+                            proxy,
+                            rule,
+                            f"{before}{shown}{after}",
+                            _tuple_new(Target, (scheme, host, port)),
+                            via,
+                            wh_name,
+                        )
                         if len(memo) >= MEMO_SIZE:
                             memo.clear()  # see _remember
                         memo[key] = rest
@@ -517,44 +552,6 @@ class Router:
             # concatenation: cheaper than (url, *rest), which goes through a list
             return _tuple_new(Decision, (mask_url(url) if "@" in url else url,) + rest)  # noqa: RUF005
         return self._decide_parsed(url, warehouse)
-
-    def _fresh(self, match: re.Match[str]) -> _Rest | None:
-        """What ``decide`` keeps for a new destination of the common shape, no warehouse named,
-        from its ``_ORIGIN`` match: the Target ``_parse_origin`` gives, matched and routed.
-
-        None when the full parse must answer (a port out of range, a host canonical_host
-        refuses).
-        """
-        scheme, name, quad, other, port_text = match.groups()
-        if port_text is None:
-            port = DEFAULT_PORTS[scheme]
-        else:
-            port = int(port_text)
-            if not 0 < port <= 65535:
-                return None
-        host: Host
-        if name is not None and len(name) <= _MAX_NAME:
-            host = shown = name
-            index = self._name_index(name, port)
-        elif quad is not None:
-            packed = _inet_aton(quad)
-            host = _IPv4Address(packed)
-            shown = quad  # no leading zeros: as str(host) writes it
-            index = self._ipv4_index(int.from_bytes(packed, "big"), port)
-        else:
-            try:
-                host = canonical_host(other or name)
-            except ValueError:
-                return None
-            shown = host if isinstance(host, str) else _address_text(host)
-            index = self._matcher.index(host, port)
-        by_entry = self._templates.get(scheme)
-        template = None if by_entry is None else by_entry.get(index)
-        if template is None:
-            template = self._template(index, scheme, None)
-        route, proxy, rule, before, after, via, wh_name = template
-        target = _tuple_new(Target, (scheme, host, port))
-        return (route, proxy, rule, f"{before}{shown}{after}", target, via, wh_name)
 
     def _decide_parsed(self, url: str, warehouse: str | None) -> Decision:
         """``decide`` for a URL of any other shape, parsed in full; memo keyed on the Target."""
