@@ -656,25 +656,26 @@ class NoProxyMatcher:
     def name_index(self, name: str, port: int | None) -> int:
         """``index`` for a host name in canonical form (as ``canonical_host`` returns it)."""
         domains = self._domains
-        dot = name.find(".")
-        if dot < 0:
+        # partition, not find and a slice: a third cheaper (find parses its arguments slowly)
+        parent = name.partition(".")[2]
+        if not parent:
             found = domains.get(name)
         else:
             # Most hosts are one label under a listed name (or its parent): try the parent,
             # then the host itself, which holds the parent's candidates too.
-            found = domains.get(name[dot + 1 :])
+            found = domains.get(parent)
             if found is not None:
                 found = domains.get(name, found)
             else:
                 # The deepest key is a suffix of the parent, shorter than it: walk the
                 # suffixes from the right ("com", "example.com", ...) to the deepest that is a
                 # key, one hash lookup per label of the longest listed name above the host.
-                end = len(name)
+                end = len(parent)
                 while True:
-                    cut = name.rfind(".", dot + 1, end)
+                    cut = parent.rfind(".", 0, end)
                     if cut < 0:
                         break  # the next suffix is the parent, which is no key
-                    deeper = domains.get(name[cut + 1 :])
+                    deeper = domains.get(parent[cut + 1 :])
                     if deeper is None:
                         break
                     found = deeper
