@@ -53,6 +53,7 @@ from typing import Final, Literal, TypeAlias
 import idna
 
 __all__ = [
+    "DOTTED_QUAD_PATTERN",
     "PLAIN_NAME_PATTERN",
     "Entry",
     "EntryKind",
@@ -86,7 +87,9 @@ PLAIN_NAME_PATTERN: Final = r"(?:[a-z0-9_-]{1,63}+\.)*+[a-z_-][a-z0-9_-]{0,62}+"
 Possessive (a label never holds a dot, so giving characters back never helps): a fifth faster."""
 _PLAIN_NAME: Final = re.compile(PLAIN_NAME_PATTERN)
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_DOTTED_QUAD: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+DOTTED_QUAD_PATTERN: Final = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+"""An IPv4 address written a.b.c.d without leading zeros: ``canonical_host`` reads it as such."""
+_DOTTED_QUAD: Final = re.compile(DOTTED_QUAD_PATTERN)
 _V4_MAPPED_HIGH: Final = 0xFFFF  # int(::ffff:a.b.c.d) >> 32
 _NO_INDEX: Final = sys.maxsize
 
@@ -288,7 +291,11 @@ class Ignored:
 # How a compiled matcher indexes an entry: None for "all", the name for a domain, or
 # (IP version, prefix length, network as an int) for ip and cidr entries.
 _Key: TypeAlias = str | tuple[int, int, int] | None
-_Candidates: TypeAlias = tuple[tuple[int, int | None, Entry], ...]
+_Candidates: TypeAlias = tuple[tuple[int, int | None], ...]
+"""(position in ``entries``, port or None) of the entries that may cover a host, earliest first."""
+_Covering: TypeAlias = int | _Candidates
+"""What a domain key holds: the candidates, or the position of the first when it has no port
+(it then covers the host on every port: the answer, without a loop)."""
 _IPTable: TypeAlias = tuple[tuple[int, dict[int, _Candidates]], ...]
 
 _URL_REASON: Final = (
@@ -510,9 +517,9 @@ class NoProxyMatcher:
     """
 
     __slots__ = (
-        "_all",
         "_all_index",
         "_domains",
+        "_fallback",
         "_v4",
         "_v6",
         "entries",
@@ -521,9 +528,9 @@ class NoProxyMatcher:
 
     entries: tuple[Entry, ...]
     ignored: tuple[Ignored, ...]
-    _all: Entry | None
     _all_index: int
-    _domains: dict[str, _Candidates]
+    _fallback: int
+    _domains: dict[str, _Covering]
     _v4: _IPTable
     _v6: _IPTable
 
@@ -556,8 +563,8 @@ class NoProxyMatcher:
         entries: list[Entry] = []
         all_entry: Entry | None = None
         all_index = _NO_INDEX
-        domains: dict[str, list[tuple[int, int | None, Entry]]] = {}
-        networks: dict[int, dict[int, dict[int, list[tuple[int, int | None, Entry]]]]] = {
+        domains: dict[str, list[tuple[int, int | None]]] = {}
+        networks: dict[int, dict[int, dict[int, list[tuple[int, int | None]]]]] = {
             4: {},
             6: {},
         }
@@ -568,7 +575,7 @@ class NoProxyMatcher:
             seen.add(identity)
             index = len(entries)
             entries.append(entry)
-            candidate = (index, entry.port, entry)
+            candidate = (index, entry.port)
             if key is None:
                 if all_entry is None:
                     all_entry, all_index = entry, index
@@ -589,13 +596,15 @@ class NoProxyMatcher:
         setattr_ = object.__setattr__
         setattr_(self, "entries", tuple(entries))
         setattr_(self, "ignored", tuple(ignored))
-        setattr_(self, "_all", all_entry)
+        # the position of the first "*" entry, past which no candidate can win, and the answer
+        # when no other entry matches (-1: none)
         setattr_(self, "_all_index", all_index)
+        setattr_(self, "_fallback", all_index if all_entry is not None else -1)
         # Every parent of a domain entry is a key too, and each key holds the candidates of its
         # own entries and of all its parents' entries, in input order. So the deepest key that
         # is a suffix of a host holds every domain entry covering it, and a walk up the host's
         # labels can stop at the first suffix that is not a key: nothing listed lies below.
-        by_suffix: dict[str, list[tuple[int, int | None, Entry]]] = {}
+        by_suffix: dict[str, list[tuple[int, int | None]]] = {}
         for name in domains:
             dot = name.find(".")
             while dot >= 0:
@@ -607,8 +616,17 @@ class NoProxyMatcher:
         for name in sorted(by_suffix, key=lambda n: n.count(".")):  # parents first
             dot = name.find(".")
             inherited = folded[name[dot + 1 :]] if dot >= 0 else ()
-            folded[name] = tuple(sorted((*inherited, *by_suffix[name]), key=lambda c: c[0]))
-        setattr_(self, "_domains", folded)
+            # an entry after the first "*" can never be the earliest match: it is left out
+            candidates = sorted((*inherited, *by_suffix[name]), key=lambda c: c[0])
+            folded[name] = tuple(c for c in candidates if c[0] < all_index)
+        setattr_(
+            self,
+            "_domains",
+            {
+                name: found[0][0] if found and found[0][1] is None else found
+                for name, found in folded.items()
+            },
+        )
         setattr_(self, "_v4", table(4))
         setattr_(self, "_v6", table(6))
 
@@ -618,54 +636,75 @@ class NoProxyMatcher:
         ``port`` is the effective port (scheme default included); None means unknown, and then
         entries with a port never match.
         """
-        best = self._all
-        best_index = self._all_index
-        if isinstance(host, str):
-            domains = self._domains
-            # Most hosts are one label under a listed name (or its parent): try the parent, then
-            # the host itself, which holds the parent's candidates too.
-            dot = host.find(".")
-            found = domains.get(host[dot + 1 :]) if dot > 0 else None
+        index = self.index(host, port)
+        return self.entries[index] if index >= 0 else None
+
+    def index(self, host: Host, port: int | None) -> int:
+        """``match`` as the position of the entry in ``entries``, or -1 when none matches.
+
+        The router keys what it derives from an entry on this number (no ``id``, no tuple).
+        """
+        if type(host) is str:
+            return self.name_index(host, port)
+        number = int(host)
+        if isinstance(host, ipaddress.IPv6Address):
+            if number >> 32 != _V4_MAPPED_HIGH:
+                return self._ip_index(self._v6, number, port)
+            number &= 0xFFFFFFFF
+        return self._ip_index(self._v4, number, port)
+
+    def name_index(self, name: str, port: int | None) -> int:
+        """``index`` for a host name in canonical form (as ``canonical_host`` returns it)."""
+        domains = self._domains
+        # partition, not find and a slice: a third cheaper (find parses its arguments slowly)
+        parent = name.partition(".")[2]
+        if not parent:
+            found = domains.get(name)
+        else:
+            # Most hosts are one label under a listed name (or its parent): try the parent,
+            # then the host itself, which holds the parent's candidates too.
+            found = domains.get(parent)
             if found is not None:
-                found = domains.get(host, found)
+                found = domains.get(name, found)
             else:
-                # Walk the suffixes from the right ("com", "example.com", ...) to the deepest
-                # that is a key: one hash lookup per label of the longest listed name above it.
-                end = len(host)
+                # The deepest key is a suffix of the parent, shorter than it: walk the
+                # suffixes from the right ("com", "example.com", ...) to the deepest that is a
+                # key, one hash lookup per label of the longest listed name above the host.
+                end = len(parent)
                 while True:
-                    dot = host.rfind(".", 0, end)
-                    deeper = domains.get(host[dot + 1 :])
+                    cut = parent.rfind(".", 0, end)
+                    if cut < 0:
+                        break  # the next suffix is the parent, which is no key
+                    deeper = domains.get(parent[cut + 1 :])
                     if deeper is None:
                         break
                     found = deeper
-                    if dot < 0:
-                        break
-                    end = dot
-                if found is None:
-                    return best
-            for index, entry_port, entry in found:
-                if index >= best_index:
-                    break
-                if entry_port is None or entry_port == port:
-                    return entry
-            return best
-        number = int(host)
-        if isinstance(host, ipaddress.IPv6Address):
-            if number >> 32 == _V4_MAPPED_HIGH:
-                number &= 0xFFFFFFFF
-                table = self._v4
-            else:
-                table = self._v6
-        else:
-            table = self._v4
+                    end = cut
+        if found is None:
+            return self._fallback
+        if isinstance(found, int):
+            return found
+        # candidates later than a "*" entry were dropped when compiling
+        for index, entry_port in found:
+            if entry_port is None or entry_port == port:
+                return index
+        return self._fallback
+
+    def ipv4_index(self, number: int, port: int | None) -> int:
+        """``index`` for an IPv4 address given as its 32-bit number."""
+        return self._ip_index(self._v4, number, port)
+
+    def _ip_index(self, table: _IPTable, number: int, port: int | None) -> int:
+        best = self._fallback
+        limit = self._all_index
         for mask, networks in table:
             found = networks.get(number & mask)
             if found is not None:
-                for index, entry_port, entry in found:
-                    if index >= best_index:
+                for index, entry_port in found:
+                    if index >= limit:
                         break
                     if entry_port is None or entry_port == port:
-                        best, best_index = entry, index
+                        best = limit = index
                         break
         return best
 

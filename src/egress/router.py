@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from egress.errors import Problem, URLError
 from egress.noproxy import (
+    DOTTED_QUAD_PATTERN,
     PLAIN_NAME_PATTERN,
     Entry,
     Host,
@@ -50,8 +51,12 @@ for _w in WAREHOUSES.values():
     for _s in _w.schemes:
         DEFAULT_PORTS.setdefault(_s, _w.default_port)
 
-MEMO_SIZE = 4096
-"""How many destinations a router remembers."""
+MEMO_SIZE = 512
+"""How many destinations a router remembers: far more than a component calls, and small, because
+what the memo holds lives on: with 4096, each new destination cost a sixth more than with none
+(the garbage collector's passes, cache misses); with 512, a few percent."""
+TEMPLATE_SIZE = 4096
+"""How many matched entries a router remembers the rule outcome of, per scheme."""
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 GKE_METADATA = ("169.254.169.254", "metadata", "metadata.google.internal")
 
@@ -59,9 +64,10 @@ GKE_METADATA = ("169.254.169.254", "metadata", "metadata.google.internal")
 # lower-case ASCII letters, digits, '.', '-', '_' with an optional decimal port, then '/' or the
 # end. Anything else (userinfo, brackets, '%', upper case, non-ASCII, '?' or '#' right after the
 # host, a bare host) takes the full path. A host of the first group is a plain name, already
-# canonical; the second group's (an IPv4 address, a trailing dot...) goes through canonical_host.
+# canonical; of the second, a dotted quad, which canonical_host reads as that IPv4 address; the
+# third's (an IPv4 address written otherwise, a trailing dot...) goes through canonical_host.
 _ORIGIN = re.compile(
-    "({})://(?:({})|([a-z0-9_.-]+))(?::([0-9]{{1,5}}))?(?=/|\\Z)".format(
+    "({})://(?:({})|({})|([a-z0-9_.-]+))(?::([0-9]{{1,5}}))?(?=/|\\Z)".format(
         # the web's schemes first, and each before any scheme that is a prefix of it
         "|".join(
             re.escape(s)
@@ -70,10 +76,16 @@ _ORIGIN = re.compile(
             )
         ),
         PLAIN_NAME_PATTERN,
+        DOTTED_QUAD_PATTERN,
     )
 )
 _MAX_NAME = 253
+_TEMPLATE_KINDS = 16
+"""How many (scheme, warehouse) pairs a router keeps rule outcomes for: each has one slot per
+entry (a list: read by position, cheaper than a dict and one cache miss fewer)."""
 _tuple_new = tuple.__new__
+_IPv4Address = ipaddress.IPv4Address
+_inet_aton = socket.inet_aton
 
 
 class Target(NamedTuple):
@@ -151,10 +163,12 @@ def _parse_origin(url: str) -> Target | None:
     match = _ORIGIN.match(url)
     if match is None:
         return None
-    scheme, name, other, port_text = match.groups()
+    scheme, name, quad, other, port_text = match.groups()
     host: Host
     if name is not None and len(name) <= _MAX_NAME:
         host = name
+    elif quad is not None:
+        host = _IPv4Address(int.from_bytes(_inet_aton(quad), "big"))
     else:
         try:
             host = canonical_host(other or name)
@@ -383,17 +397,22 @@ class Router:
                 owners.setdefault(id(entry), owner)
                 ordered.append(entry)
         self._matcher = NoProxyMatcher.from_entries(ordered)
-        # keyed by identity: the matcher hands back these very Entry objects
-        self._owner_by_id = {id(entry): owners[id(entry)] for entry in self._matcher.entries}
+        # by position in the matcher's entries, which is what it hands back
+        self._owners = [owners[id(entry)] for entry in self._matcher.entries]
+        self._name_index = self._matcher.name_index
+        self._ipv4_index = self._matcher.ipv4_index
         self._http_proxy = proxy.http_proxy
         self._https_proxy = proxy.https_proxy
         # The route depends on the scheme, host, port and warehouse, never on the path or query,
         # so that is what the memo is keyed on: the text "scheme://host:port" for the common
-        # shape (found with two string searches, before any parsing), the parsed (scheme, host,
+        # shape (found with a string search, before any parsing), the parsed (scheme, host,
         # port) for the rest. It is bounded (MEMO_SIZE) and changes no answer:
         # ``decide_uncached`` gives the same.
         self._memo: dict[object, _Rest] = {}
-        self._templates: dict[tuple[int, str, str | None], _Template] = {}
+        # What the rules decide for a matched entry (by position; -1 for none), per scheme (or
+        # (scheme, warehouse) when one is named): see _template.
+        self._templates: dict[str | tuple[str, str], list[_Template | None]] = {}
+        self._template_counts: dict[str | tuple[str, str], int] = {}
 
     @property
     def settings(self) -> Settings:
@@ -457,26 +476,83 @@ class Router:
         costs a lookup and one new Decision carrying this call's URL (password masked).
         """
         if type(url) is str and url.isprintable() and " " not in url:
-            # The key is the text up to the first '/' after the first "://". The memo holds a key
-            # only once _parse_origin accepted a URL that starts with it and goes on with '/' or
-            # ends (its scheme has no ':' and its authority no '/'); any URL with that key does
-            # the same, so _parse_origin would give it the same Target.
-            end = url.find("/", url.find("://") + 3)
-            origin = url if end < 0 else url[:end]
-            key = origin if warehouse is None else (origin, warehouse)
-            memo = self._memo
-            rest = memo.get(key)
-            if rest is None:
-                target = _parse_origin(url)
-                if target is None:
-                    return self._decide_parsed(url, warehouse)
-                rest = self._rest(target, warehouse)
-                if len(memo) >= MEMO_SIZE:
-                    memo.clear()  # see _remember
-                memo[key] = rest
+            if warehouse is None:
+                # The key: the text before the first '/' from index 8 on, which is the origin
+                # "scheme://host[:port]" for the web's schemes. The memo keeps a text key only
+                # as u[:m.end()] for a URL u that _ORIGIN matched (m): the origin, which u
+                # continues with '/' or ends. The match depends on that text and on what
+                # follows being '/' or the end, nothing else. The key looked up here is a
+                # prefix of this URL that it continues with '/' or ends, so a URL whose key is
+                # held starts the same way and gets the same match: the kept answer is its own.
+                end = url.find("/", 8)
+                key = url if end < 0 else url[:end]
+                memo = self._memo
+                rest = memo.get(key)
+                if rest is None:
+                    # The key holds no '/' past the scheme's "://", so a match of the URL can
+                    # only end where the key does: matching the key whole is matching the URL.
+                    match = _ORIGIN.fullmatch(key)
+                    if match is None:
+                        # Not the origin (a scheme of six letters or more, whose "//" lies at
+                        # or past index 8; a one-letter host), or not the common shape.
+                        match = _ORIGIN.match(url)
+                        if match is None:
+                            return self._decide_parsed(url, None)
+                        key = url[: match.end()]
+                        rest = memo.get(key)
+                    if rest is None:
+                        # A new destination: as _parse_origin reads it, then matched and routed.
+                        scheme, name, quad, other, port_text = match.groups()
+                        if port_text is None:
+                            port = DEFAULT_PORTS[scheme]
+                        else:
+                            port = int(port_text)
+                            if not 0 < port <= 65535:
+                                return self._decide_parsed(url, None)
+                        host: Host
+                        if name is not None and len(name) <= _MAX_NAME:
+                            host = shown = name
+                            index = self._name_index(name, port)
+                        elif quad is not None:
+                            number = int.from_bytes(_inet_aton(quad), "big")
+                            host = _IPv4Address(number)
+                            shown = quad  # no leading zeros: as str(host) writes it
+                            index = self._ipv4_index(number, port)
+                        else:
+                            try:
+                                host = canonical_host(other or name)
+                            except ValueError:
+                                return self._decide_parsed(url, None)
+                            shown = host if isinstance(host, str) else _address_text(host)
+                            index = self._matcher.index(host, port)
+                        by_entry = self._templates.get(scheme)
+                        template = None if by_entry is None else by_entry[index]
+                        if template is None:
+                            template = self._template(index, scheme, None)
+                        route, proxy, rule, before, after, via, wh_name = template
+                        rest = (
+                            route,
+                            proxy,
+                            rule,
+                            f"{before}{shown}{after}",
+                            _tuple_new(Target, (scheme, host, port)),
+                            via,
+                            wh_name,
+                        )
+                        if len(memo) >= MEMO_SIZE:
+                            memo.clear()  # see _remember
+                        memo[key] = rest
+            else:
+                end = url.find("/", url.find("://") + 3)
+                named = (url if end < 0 else url[:end], warehouse)
+                rest = self._memo.get(named)
+                if rest is None:
+                    target = _parse_origin(url)
+                    if target is None:
+                        return self._decide_parsed(url, warehouse)
+                    rest = self._remember(named, self._rest(target, warehouse))
             # concatenation: cheaper than (url, *rest), which goes through a list
-            shown_url = mask_url(url) if "@" in url else url
-            return _tuple_new(Decision, (shown_url,) + rest)  # noqa: RUF005
+            return _tuple_new(Decision, (mask_url(url) if "@" in url else url,) + rest)  # noqa: RUF005
         return self._decide_parsed(url, warehouse)
 
     def _decide_parsed(self, url: str, warehouse: str | None) -> Decision:
@@ -516,23 +592,36 @@ class Router:
         rule and kept, and a new host costs a lookup and a sentence.
         """
         scheme, host, port = target
-        hit = self._matcher.match(host, port)
-        key = (id(hit), scheme, warehouse)
-        templates = self._templates
-        template = templates.get(key)
-        if template is None:
-            template = self._template(hit, scheme, warehouse)
-            if len(templates) >= MEMO_SIZE:  # one per entry that matched: bounded like the memo
-                templates.clear()
-            templates[key] = template
-        route, proxy, rule, before, after, via, wh_name = template
-        if not isinstance(host, str):
-            host = _address_text(host)
-        return (route, proxy, rule, f"{before}{host}{after}", target, via, wh_name)
+        index = self._matcher.index(host, port)
+        route, proxy, rule, before, after, via, wh_name = self._template(index, scheme, warehouse)
+        shown = host if isinstance(host, str) else _address_text(host)
+        return (route, proxy, rule, f"{before}{shown}{after}", target, via, wh_name)
 
-    def _template(self, hit: Entry | None, scheme: str, warehouse: str | None) -> _Template:
-        """The outcome of the rules for what ``hit`` matched, with a blank for the host."""
-        owner = self._owner_by_id[id(hit)] if hit is not None else None
+    def _template(self, index: int, scheme: str, warehouse: str | None) -> _Template:
+        """The outcome of the rules for the entry at ``index`` (-1: none matched), with a blank
+        for the host; worked out once per entry, scheme and warehouse, and kept (bounded)."""
+        templates = self._templates
+        counts = self._template_counts
+        kind = scheme if warehouse is None else (scheme, warehouse)
+        by_entry = templates.get(kind)
+        if by_entry is None or counts[kind] >= TEMPLATE_SIZE:
+            if len(templates) >= _TEMPLATE_KINDS:  # any scheme goes: bounded like the memo
+                templates.clear()
+                counts.clear()
+            # one slot per entry, and the last for "none matched" (index -1)
+            by_entry = templates[kind] = [None] * (len(self._owners) + 1)
+            counts[kind] = 0
+        template = by_entry[index]
+        if template is None:
+            template = by_entry[index] = self._outcome(index, scheme, warehouse)
+            counts[kind] += 1
+        return template
+
+    def _outcome(self, index: int, scheme: str, warehouse: str | None) -> _Template:
+        """``_template`` worked out: route, proxy shown, rule, the reason around the host, proxy,
+        warehouse."""
+        hit = self._matcher.entries[index] if index >= 0 else None
+        owner = self._owners[index] if index >= 0 else None
         if warehouse is None:
             wh = WAREHOUSE_BY_SCHEME.get(scheme) or (owner if type(owner) is Warehouse else None)
         else:

@@ -8,6 +8,7 @@ parse and an uncached decision on any URL, which Hypothesis generates here.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from egress import URLError
 from egress.cli import main as cli_main
+from egress.noproxy import Entry, NoProxyMatcher, canonical_host
 from egress.router import (
     MEMO_SIZE,
     Decision,
@@ -222,6 +224,71 @@ def test_known_destination_new_paths(url: str, tails: list[str]) -> None:
         assert _outcome(router.decide, other) == _outcome(router.decide_uncached, other)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.example.com/v1",  # the key is the origin: matched whole
+        "https://api.example.com",  # no path
+        "http://a.corp.example:8080/x",
+        "http://10.1.2.3/",  # a dotted quad: read without canonical_host
+        "http://10.1.2.3:8080",
+        "https://192.168.0.1/x",
+        "https://127.1/",  # an IPv4 address written otherwise: canonical_host
+        "https://example.com./",  # a trailing dot: canonical_host
+        "https://internal.example:8443/",  # an entry with a port, on that port
+        "https://internal.example:443/",  # and on another
+        "https://h:0/",  # port out of range: the full parse says so
+        "https://h:65536/x",
+        "https://" + "a" * 60 + "." + "b" * 60 + "." + "c" * 60 + "." + "d" * 60 + ".e/",  # > 253
+        "postgresql://db.example.com/app",  # a long scheme: the first key is not the origin
+        "postgresql://db.example.com",
+        "redshift://c1.abc.redshift.amazonaws.com:5439/dev",
+        "snowflake://acme.snowflakecomputing.com/",
+        "databricks://dbc-1.cloud.databricks.com",
+        "ws://a/b/c",  # a one-letter host: the first key runs past the origin
+        "wss://a",
+        "ws://ab/",
+        "http:///x",  # no host
+        "https://API.example.com/",  # upper case: the full parse
+        "https://u:pw@api.example.com/",  # userinfo: the full parse, masked
+        "https://api.example.com/@scope/pkg",  # '@' in the path only
+        "https://localhost/",
+        "https://metadata/x",  # a single label
+        "https://x.svc/",
+        "https://deep.a.corp.example/",
+        "https://cdn.x.y.example.com/",  # unlisted: the walk below the parent
+    ],
+)
+def test_every_branch_of_the_miss_path(url: str) -> None:
+    """Each branch of ``decide``'s memo miss gives the uncached answer, cold and warm, and a
+    sibling URL of the same origin is answered from the memo with its own URL."""
+    router = Router(ROUTER.settings)
+    want = _outcome(router.decide_uncached, url)
+    assert _outcome(router.decide, url) == want, "cold"
+    assert _outcome(router.decide, url) == want, "warm"
+    sibling = url + ("x" if url.endswith("/") else "/x")
+    assert _outcome(router.decide, sibling) == _outcome(router.decide_uncached, sibling)
+
+
+def test_memo_keys_are_origins() -> None:
+    """Whatever the scheme, the memo keeps the origin text (or the parsed target), never a key
+    that ends inside the scheme's "://" or runs past the host."""
+    router = Router(ROUTER.settings)
+    for url in [
+        "postgresql://db.example.com/app",
+        "ws://a/b/c",
+        "https://api.example.com/v1/x",
+        "oracle://o.example.com/x",  # not a known scheme: the full parse, keyed on the target
+    ]:
+        _outcome(router.decide, url)
+    text_keys = {k for k in router._memo if isinstance(k, str)}
+    assert text_keys == {"postgresql://db.example.com", "ws://a", "https://api.example.com"}
+    assert any(
+        isinstance(k, tuple) and k[0] == Target("oracle", "o.example.com", None)
+        for k in router._memo
+    )
+
+
 def test_each_decision_carries_its_own_url() -> None:
     router = Router(ROUTER.settings)
     first = router.decide("https://api.example.com/v1/a?x=1")
@@ -381,3 +448,51 @@ def test_any_text_routes_or_refuses(text: str) -> None:
     """Any string gets a Decision or a URLError: never another exception."""
     outcome = _outcome(ROUTER.decide, text)
     assert isinstance(outcome, Decision) or outcome[0] == "URLError"  # type: ignore[index]
+
+
+# -- the matcher's answer by position agrees with a plain scan -------------------------------
+
+SMALL_NAMES = st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=4).map(".".join)
+SMALL_PORTS = st.sampled_from([None, 80, 443])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(SMALL_NAMES, SMALL_PORTS).map(
+                lambda t: t[0] if t[1] is None else f"{t[0]}:{t[1]}"
+            ),
+            st.sampled_from(["*", "10.0.0.0/8", "10.1.2.3", "10.1.2.3:443", "10.1.0.0/16"]),
+        ),
+        max_size=8,
+    ),
+    st.one_of(SMALL_NAMES, st.sampled_from(["10.1.2.3", "10.9.9.9", "11.0.0.1"])),
+    SMALL_PORTS,
+)
+def test_matcher_index_agrees_with_a_plain_scan(
+    tokens: list[str], host_text: str, port: int | None
+) -> None:
+    """``index``, ``name_index`` and ``ipv4_index`` (a "*" entry, ports, one-candidate keys and
+    the walk below the parent included) give the first entry that covers the host."""
+    matcher = NoProxyMatcher.parse(tokens)
+    host = canonical_host(host_text)
+
+    def covers(entry: Entry) -> bool:
+        if entry.port not in (None, port):
+            return False
+        if entry.kind == "all":
+            return True
+        if isinstance(host, str):
+            return entry.kind == "domain" and (
+                host == entry.value or host.endswith("." + entry.value)
+            )
+        return entry.kind != "domain" and host in ipaddress.ip_network(entry.value)
+
+    want = next((i for i, e in enumerate(matcher.entries) if covers(e)), -1)
+    assert matcher.index(host, port) == want
+    assert matcher.match(host, port) == (matcher.entries[want] if want >= 0 else None)
+    if isinstance(host, str):
+        assert matcher.name_index(host, port) == want
+    else:
+        assert matcher.ipv4_index(int(host), port) == want
