@@ -42,7 +42,7 @@ from egress import (
     URLError,
 )
 from egress.settings import REDACTED, load_settings_from_mapping
-from egress.transport import DECISION_EXTENSION
+from egress.transport.clients import DECISION_EXTENSION
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ from egress import (
     UnsupportedRoute,
     URLError,
 )
-from egress.requests_adapter import (
+from egress.transport.requests_adapter import (
     EgressAdapter,
     RequestsProxyDenied,
     RequestsUnsupportedRoute,
@@ -45,6 +45,7 @@ from egress.transport import (
     AsyncEgressTransport,
     EgressTransport,
     HopTracker,
+    SyncHopTracker,
     HTTPXProxyAuthRequired,
     HTTPXProxyDenied,
     HTTPXProxyError,
@@ -53,7 +54,6 @@ from egress.transport import (
     HTTPXUnsupportedRoute,
     Planner,
     PoolKey,
-    _sync_hook,
     origin_ssl_context,
     proxy_answer_detail,
     proxy_refused,
@@ -214,7 +214,7 @@ def test_pinned_request_keeps_name_in_host_header_and_sni() -> None:
     transport = EgressTransport(HTTP_PROXY)
     request = httpx.Request("GET", "https://git.corp.example:8443/repo?x=1")
     plan = transport.plan(request.url)
-    outgoing, tracker = transport._outgoing(request, plan, _sync_hook)
+    outgoing, tracker = transport._outgoing(request, plan)
     assert tracker is None
     assert str(outgoing.url) == "https://10.0.0.7:8443/repo?x=1"
     assert outgoing.headers["host"] == "git.corp.example:8443"
@@ -226,7 +226,7 @@ def test_pinned_request_keeps_name_in_host_header_and_sni() -> None:
 def test_pinned_ipv6_is_bracketed() -> None:
     transport = EgressTransport(HTTP_PROXY)
     request = httpx.Request("GET", "http://v6.corp.example/")
-    outgoing, _ = transport._outgoing(request, transport.plan(request.url), _sync_hook)
+    outgoing, _ = transport._outgoing(request, transport.plan(request.url))
     assert str(outgoing.url) == "http://[::1]/"
     assert outgoing.headers["host"] == "v6.corp.example"
 
@@ -234,7 +234,7 @@ def test_pinned_ipv6_is_bracketed() -> None:
 def test_plain_direct_request_is_passed_as_is() -> None:
     transport = EgressTransport(HTTP_PROXY)
     request = httpx.Request("GET", "https://wiki.corp.example/")
-    outgoing, tracker = transport._outgoing(request, transport.plan(request.url), _sync_hook)
+    outgoing, tracker = transport._outgoing(request, transport.plan(request.url))
     assert outgoing is request and tracker is None
 
 
@@ -246,7 +246,7 @@ def test_proxied_request_gets_a_chained_trace_and_no_sni_override() -> None:
         "https://api.example.org/",
         extensions={"trace": lambda name, info: seen.append(name), "sni_hostname": "x"},
     )
-    outgoing, tracker = transport._outgoing(request, transport.plan(request.url), _sync_hook)
+    outgoing, tracker = transport._outgoing(request, transport.plan(request.url))
     assert tracker is not None and tracker.extensions is outgoing.extensions
     assert "sni_hostname" not in outgoing.extensions
     hook = outgoing.extensions["trace"]
@@ -260,7 +260,7 @@ def test_proxied_request_gets_a_chained_trace_and_no_sni_override() -> None:
 
 def test_tracker_leaves_extensions_once_the_request_is_sent() -> None:
     extensions: dict[str, Any] = {}
-    tracker = HopTracker(absolute_form=True)
+    tracker = SyncHopTracker(absolute_form=True)
     tracker.extensions = extensions
     extensions["trace"] = tracker
     tracker("http11.send_request_headers.started", {"request": _Req(b"GET")})
@@ -277,7 +277,7 @@ class _Req:
 
 
 def _tracker(*events: tuple[str, dict[str, Any]], absolute_form: bool = False) -> HopTracker:
-    tracker = HopTracker(absolute_form=absolute_form)
+    tracker = SyncHopTracker(absolute_form=absolute_form)
     for name, info in events:
         tracker(name, info)
     return tracker
@@ -413,12 +413,13 @@ def test_refusal_only_for_the_proxys_own_403_and_407() -> None:
     plain = planner.plan("http://api.example.org/")
     tunnel = planner.plan("https://api.example.org/")
     squid = {"x-squid-error": "ERR_ACCESS_DENIED 0"}
-    assert refusal_by_proxy(plain, 403, squid, method="GET", username=None) is not None
-    assert refusal_by_proxy(plain, 403, {}, method="GET", username=None) is None  # origin's 403
-    assert refusal_by_proxy(plain, 404, squid, method="GET", username=None) is None
-    assert refusal_by_proxy(tunnel, 403, squid, method="GET", username=None) is None
+    assert plain.absolute_form and not tunnel.absolute_form  # only absolute form is checked
+    decision = plain.decision
+    assert refusal_by_proxy(decision, 403, squid, method="GET", username=None) is not None
+    assert refusal_by_proxy(decision, 403, {}, method="GET", username=None) is None  # origin's
+    assert refusal_by_proxy(decision, 404, squid, method="GET", username=None) is None
     challenge = {"proxy-authenticate": 'Basic realm="corp"'}
-    auth = refusal_by_proxy(plain, 407, challenge, method="POST", username="alice")
+    auth = refusal_by_proxy(decision, 407, challenge, method="POST", username="alice")
     assert auth is not None and auth.kind == "auth" and auth.hop == "proxy-request"
     assert "refused the credentials of user 'alice' for POST to api.example.org:80" in auth.message
 
@@ -479,7 +480,7 @@ def _requests_failure(inner: BaseException, settings: Settings = HTTP_PROXY) -> 
     plan = adapter._planner.plan("https://api.example.org/")
     wrapped = urllib3.exceptions.ProxyError("Unable to connect to proxy", inner)
     retry = urllib3.exceptions.MaxRetryError(None, "/", wrapped)  # type: ignore[arg-type]
-    return adapter._failure(requests.exceptions.ProxyError(retry), plan)
+    return adapter._failure(requests.exceptions.ProxyError(retry), plan, "GET", 10.0)
 
 
 def test_requests_refused_tunnel_is_classified() -> None:

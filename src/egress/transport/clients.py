@@ -1,9 +1,9 @@
-"""HTTP clients that carry out the router's decision for every request.
+"""``egress.Client`` and ``egress.AsyncClient``: httpx clients that carry out the router's decision.
 
-``egress.Client`` and ``egress.AsyncClient`` are ``httpx.Client`` / ``httpx.AsyncClient`` with
-``trust_env=False`` and one transport, :class:`EgressTransport` / :class:`AsyncEgressTransport`.
-That transport asks the router about every request it is given (httpx calls it once per redirect
-hop, so every hop is decided afresh) and hands the request to one of a few httpx pools:
+They are ``httpx.Client`` / ``httpx.AsyncClient`` with ``trust_env=False`` and one transport,
+:class:`EgressTransport` / :class:`AsyncEgressTransport`. That transport plans every request it
+is given (httpx calls it once per redirect hop, so every hop is decided afresh; the plan is kept
+per origin, since the route never depends on the path) and hands it to one of a few httpx pools:
 
 - ``proxy``: one ``httpx.HTTPTransport(proxy=httpx.Proxy(...))`` per proxy URL, made on first use
   and kept, so keep-alive holds one CONNECT tunnel per origin. Through an ``http://`` proxy,
@@ -17,45 +17,36 @@ hop, so every hop is decided afresh) and hands the request to one of a few httpx
   verified for one name is never reused for another name on the same IP. Proxied requests never
   use ``resolve``: the proxy resolves names.
 - ``tunnel`` (a TCP warehouse carried through CONNECT): not an HTTP route. An HTTP request
-  decided ``tunnel`` (a host under a TCP warehouse's domain while ``tunnel_tcp_warehouses`` is
-  on) raises :class:`~egress.errors.UnsupportedRoute` instead of guessing.
-
-Trust. The origin is verified against the system roots + certifi + ``proxy.ca_file`` /
-``proxy.ca_pem`` (the CA of a TLS-intercepting proxy); ``verify=`` a CA file adds to that,
-``verify=`` an ``ssl.SSLContext`` is used as given, ``verify=False`` switches off the origin check
-for this client only. The proxy is verified against system roots + certifi + ``proxy.ca_file`` /
-``proxy.ca_pem``; ``proxy.verify: false`` switches off only that check. Nothing process-wide is
-changed; the only process-wide input is where OpenSSL finds the system roots (its default paths,
-which ``SSL_CERT_FILE``/``SSL_CERT_DIR`` can move).
+  decided ``tunnel`` raises :class:`~egress.errors.UnsupportedRoute` instead of guessing.
 
 Which hop failed. The proxy route adds httpcore's ``trace`` request extension (chained with any
 the caller set) and a :class:`HopTracker` follows its events; see there for the events Squid 5.7
 and httpcore 1.0.9 produce. Failures before the tunnel is up become ``ProxyUnreachable``,
-``ProxyTLSError``, ``ProxyDenied`` (403), ``ProxyAuthRequired`` (407) or ``ProxyError``; the
-origin's own failures stay httpx errors. A plain-HTTP request answered 403/407 *by the proxy
+``ProxyTLSError``, ``ProxyDenied`` (403), ``ProxyAuthRequired`` (407) or ``ProxyError`` (no
+usable answer: closed, not HTTP, timed out); so do failures of a plain-HTTP request sent to the
+proxy in absolute form, and a queued request that found no free connection to the proxy in time.
+The origin's own failures stay httpx errors. A plain-HTTP request answered 403/407 *by the proxy
 itself* raises too; the proxy's own answer is recognised by Squid's ``X-Squid-Error`` header or
 an RFC 9209 ``Proxy-Status`` header with an ``error`` parameter (a 407 also by
 ``Proxy-Authenticate``). Other answers, the proxy's 5xx about an unreachable origin included, come
 back as responses, as they would from any HTTP proxy client.
+
+The whole CONNECT exchange has a deadline, the request's read timeout
+(:mod:`egress.transport.deadline`): a proxy that drip-feeds its answer cannot hold a request
+longer than that.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import certifi
+import h11
 import httpx
 
 from egress.errors import (
-    ConfigError,
-    EgressTransportError,
-    Problem,
     ProxyAuthRequired,
     ProxyDenied,
     ProxyError,
@@ -63,10 +54,25 @@ from egress.errors import (
     ProxyUnreachable,
     UnsupportedRoute,
 )
-from egress.noproxy import canonical_host
-from egress.redact import REDACTED
-from egress.router import Decision
-from egress.settings import ProxySettings, ProxyURL, Settings
+from egress.settings import ProxyURL, Settings
+from egress.transport import deadline
+from egress.transport.failures import (
+    ErrorClasses,
+    HopFailure,
+    NoAnswer,
+    find_cause,
+    pool_exhausted,
+    proxy_answer_detail,
+    proxy_no_answer,
+    proxy_refused,
+    proxy_tls_failed,
+    proxy_unreachable,
+    reason_of,
+    refusal_by_proxy,
+    scrub_chain,
+)
+from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner, PoolKey
+from egress.transport.trust import VerifyTypes, origin_ssl_context, proxy_ssl_context
 
 if TYPE_CHECKING:
     from httpx._client import EventHook
@@ -76,604 +82,47 @@ __all__ = [
     "DECISION_EXTENSION",
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "HTTPX_ERRORS",
     "AsyncClient",
     "AsyncEgressTransport",
+    "AsyncHopTracker",
     "Client",
     "EgressTransport",
-    "HopFailure",
+    "HTTPXProxyAuthRequired",
+    "HTTPXProxyDenied",
+    "HTTPXProxyError",
+    "HTTPXProxyPoolTimeout",
+    "HTTPXProxyTLSError",
+    "HTTPXProxyUnreachable",
+    "HTTPXUnsupportedRoute",
     "HopTracker",
-    "Plan",
-    "Planner",
-    "PoolKey",
-    "origin_ssl_context",
-    "proxy_answer_detail",
-    "proxy_ssl_context",
+    "SyncHopTracker",
 ]
 
-VerifyTypes: TypeAlias = "bool | str | os.PathLike[str] | ssl.SSLContext"
-
-#: A proxy adds a hop and a CONNECT round trip, so a little more than httpx's 5 s.
-DEFAULT_TIMEOUT = httpx.Timeout(10.0)
-#: httpx's defaults, applied to each pool (each proxy, the direct pool).
+DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS)
+"""See :data:`~egress.transport.plan.DEFAULT_TIMEOUT_SECONDS`."""
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-#: httpx's default.
+"""httpx's defaults, applied to each pool (each proxy, the direct pool)."""
 DEFAULT_MAX_REDIRECTS = 20
-#: ``response.extensions[DECISION_EXTENSION]`` is the :class:`~egress.router.Decision` applied.
+"""httpx's default."""
 DECISION_EXTENSION = "egress_decision"
+"""``response.extensions[DECISION_EXTENSION]`` is the :class:`~egress.router.Decision` applied
+(the decision for the request's origin: its ``url`` is ``scheme://host[:port]``)."""
+PLAN_CACHE_SIZE = 1024
+"""Origins whose plan a transport keeps; past that the cache starts afresh."""
 
 
 # ---------------------------------------------------------------------------------------------
-# Trust: two separate SSL contexts, one per hop, never the process-wide defaults.
-
-
-def _with_defaults() -> ssl.SSLContext:
-    """The system roots (OpenSSL's default paths) plus certifi's bundle."""
-    ctx = ssl.create_default_context()
-    ctx.load_verify_locations(cafile=certifi.where())
-    return ctx
-
-
-def _unverified() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def _load_cas(ctx: ssl.SSLContext, path: str, field: str) -> None:
-    try:
-        if os.path.isdir(path):
-            ctx.load_verify_locations(capath=path)
-        else:
-            ctx.load_verify_locations(cafile=path)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-        raise ConfigError(
-            [
-                Problem(
-                    field,
-                    f"{path!r} cannot be loaded as CA certificates ({reason})",
-                    "point it at a PEM file of CA certificates",
-                )
-            ]
-        ) from exc
-
-
-def _add_proxy_cas(ctx: ssl.SSLContext, proxy: ProxySettings) -> None:
-    if proxy.ca_file:
-        _load_cas(ctx, proxy.ca_file, "proxy.ca_file")
-    if proxy.ca_pem:
-        try:
-            ctx.load_verify_locations(cadata=proxy.ca_pem)
-        except (ValueError, ssl.SSLError) as exc:
-            raise ConfigError(
-                [Problem("proxy.ca_pem", "holds no usable PEM certificate", "paste the CA as PEM")]
-            ) from exc
-
-
-def origin_ssl_context(proxy: ProxySettings, verify: VerifyTypes = True) -> ssl.SSLContext:
-    """Trust for the origin hop: the defaults extended, never replaced.
-
-    ``True``: system roots + certifi + ``proxy.ca_file``/``ca_pem`` (a TLS-intercepting proxy
-    re-signs origins with its CA). A path: the same plus that CA file (or directory). An
-    ``SSLContext``: used as given. ``False``: no origin verification, for this client only.
-    """
-    if isinstance(verify, ssl.SSLContext):
-        return verify
-    if verify is False:
-        return _unverified()
-    if not isinstance(verify, bool | str | os.PathLike):
-        raise TypeError(
-            f"verify must be a bool, a CA file path or an ssl.SSLContext, not {verify!r}"
-        )
-    ctx = _with_defaults()
-    _add_proxy_cas(ctx, proxy)
-    if isinstance(verify, str | os.PathLike):
-        _load_cas(ctx, os.fspath(verify), "verify")
-    return ctx
-
-
-def proxy_ssl_context(proxy: ProxySettings) -> ssl.SSLContext:
-    """Trust for TLS to an ``https://`` proxy: system roots + certifi + ``proxy.ca_file``/
-    ``ca_pem``; with ``proxy.verify: false`` the proxy's certificate is not checked (and only it).
-    """
-    if not proxy.verify:
-        return _unverified()
-    ctx = _with_defaults()
-    _add_proxy_cas(ctx, proxy)
-    return ctx
-
-
-# ---------------------------------------------------------------------------------------------
-# The decision, shared by the sync and async transports and the requests adapter.
-
-
-@dataclass(frozen=True)
-class PoolKey:
-    """Which connection pool carries a request: one per proxy URL, the direct pool, or the
-    direct pool of one ``resolve`` name."""
-
-    proxy: ProxyURL | None = None
-    resolved_host: str | None = None
-
-    def __str__(self) -> str:
-        if self.proxy is not None:
-            return f"proxy {self.proxy}"
-        return f"direct ({self.resolved_host} pinned)" if self.resolved_host else "direct"
-
-
-DIRECT = PoolKey()
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """How one request is carried out: the decision, the pool, and a resolve override."""
-
-    decision: Decision
-    pool: PoolKey
-    connect_ip: str | None = None
-    """Set by ``resolve``: connect to this IP; Host, SNI and the certificate keep the name."""
-    absolute_form: bool = False
-    """A plain-HTTP request through a proxy: sent to the proxy with the full URL."""
-
-    @property
-    def host(self) -> str:
-        return self.decision.target.host_text
-
-
-def _resolve_map(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, ip in pairs:
-        try:
-            host = canonical_host(name)
-        except ValueError:
-            continue  # settings validation owns the message; an unusable name never matches
-        if isinstance(host, str):
-            out[host] = ip
-    return out
-
-
-class Planner:
-    """Turns a URL into a :class:`Plan`: the router's decision, then the pool that carries it.
-
-    Pure and shared: no I/O, the same for ``Client``, ``AsyncClient`` and ``requests_session``.
-    Every URL goes through :func:`~egress.router.parse_target`, which refuses hosts with spaces,
-    control characters or CR/LF, so none reaches a CONNECT line or a header.
-
-    >>> from egress.settings import load_settings_from_mapping
-    >>> s = load_settings_from_mapping({"proxy": {"url": "http://proxy:3128"},
-    ...     "excluded_domains": ".corp", "resolve": {"git.corp": "10.0.0.7"}}, env={})
-    >>> p = Planner(s)
-    >>> str(p.plan("https://api.example.com/").pool), str(p.plan("https://git.corp/x").pool)
-    ('proxy http://proxy:3128', 'direct (git.corp pinned)')
-    >>> p.plan("https://git.corp/x").connect_ip, p.plan("https://wiki.corp/").connect_ip
-    ('10.0.0.7', None)
-    """
-
-    def __init__(self, settings: Settings, *, errors: ErrorClasses | None = None) -> None:
-        self.settings = settings
-        self.router = settings.router()
-        self.errors: ErrorClasses = _PLAIN_ERRORS if errors is None else errors
-        self._resolve = _resolve_map(settings.resolve)
-        # made once: a pool key per proxy and per resolve name (they are dict keys per request)
-        proxies = (settings.proxy.http_proxy, settings.proxy.https_proxy)
-        self._proxy_keys = {p: PoolKey(proxy=p) for p in proxies if p is not None}
-        self._pinned_keys = {host: PoolKey(resolved_host=host) for host in self._resolve}
-
-    def plan(self, url: str) -> Plan:
-        """The plan for ``url``; raises ``URLError`` for a URL the router refuses, and
-        ``UnsupportedRoute`` for a ``tunnel`` decision."""
-        decision = self.router.decide(url)
-        if decision.route == "proxy" and decision.proxy_url is not None:
-            key = self._proxy_keys.get(decision.proxy_url) or PoolKey(proxy=decision.proxy_url)
-            return Plan(decision, key, absolute_form=decision.target.scheme in ("http", "ws"))
-        if decision.route == "direct":
-            host = decision.target.host
-            ip = self._resolve.get(host) if isinstance(host, str) else None
-            if ip is not None and isinstance(host, str):
-                return Plan(decision, self._pinned_keys[host], ip)
-            return Plan(decision, DIRECT)
-        raise unsupported_route(decision).error(self.errors)
-
-    @property
-    def credentials(self) -> tuple[str, str] | None:
-        """``(username, password)`` for Basic auth to the proxy, or None."""
-        proxy = self.settings.proxy
-        if proxy.username and proxy.password is not None:
-            return proxy.username, proxy.password.reveal()
-        return None
-
-    def scrub(self, text: str) -> str:
-        """``text`` with the proxy password masked (belt and braces for library messages).
-
-        Passwords shorter than 4 characters are left alone: masking every "e" of a message
-        would show the password rather than hide it (and httpx, httpcore and urllib3 never put
-        it in their messages anyway).
-        """
-        creds = self.credentials
-        if creds and len(creds[1]) >= 4 and creds[1] in text:
-            text = text.replace(creds[1], REDACTED)
-        return text
-
-
-# ---------------------------------------------------------------------------------------------
-# Which hop failed, as data; each client library raises its own subclasses of it.
-
-FailureKind = Literal["unreachable", "tls", "denied", "auth", "proxy", "route"]
-ErrorClasses: TypeAlias = Mapping[FailureKind, type[EgressTransportError]]
-
-_PLAIN_ERRORS: ErrorClasses = {
-    "unreachable": ProxyUnreachable,
-    "tls": ProxyTLSError,
-    "denied": ProxyDenied,
-    "auth": ProxyAuthRequired,
-    "proxy": ProxyError,
-    "route": UnsupportedRoute,
-}
-
-
-@dataclass(frozen=True)
-class HopFailure:
-    """A failed hop, described: which kind, the whole sentence (fix included), for whom."""
-
-    kind: FailureKind
-    message: str
-    hint: str
-    hop: str
-    proxy: str | None
-    target: str
-    status: int | None = None
-
-    def error(self, classes: ErrorClasses) -> EgressTransportError:
-        """The exception to raise, from the caller's classes (httpx- or requests-flavoured)."""
-        return classes[self.kind](
-            self.message,
-            proxy=self.proxy,
-            target=self.target,
-            hop=self.hop,
-            status=self.status,
-            hint=self.hint,
-        )
-
-
-def _failure(
-    kind: FailureKind,
-    decision: Decision,
-    what: str,
-    hint: str,
-    hop: str,
-    status: int | None = None,
-) -> HopFailure:
-    return HopFailure(
-        kind=kind,
-        message=f"{what}: {hint}",
-        hint=hint,
-        hop=hop,
-        proxy=decision.proxy,
-        target=decision.target.authority,
-        status=status,
-    )
-
-
-def _proxy_name(decision: Decision) -> str:
-    return decision.proxy or "the proxy"
-
-
-def proxy_unreachable(decision: Decision, reason: str, *, hop: str = "proxy-tcp") -> HopFailure:
-    """TCP (or, timed out, the TLS handshake) to the proxy did not complete."""
-    return _failure(
-        "unreachable",
-        decision,
-        f"cannot connect to the proxy {_proxy_name(decision)} for "
-        f"{decision.target.authority} ({reason})",
-        "check proxy.url and that the proxy is running and reachable from here",
-        hop,
-    )
-
-
-def proxy_tls_failed(decision: Decision, reason: str, *, certificate: bool) -> HopFailure:
-    """TLS to an https:// proxy failed: its certificate (``certificate``) or the handshake."""
-    if certificate:
-        what = f"the certificate of the proxy {_proxy_name(decision)} is not trusted ({reason})"
-        hint = "set proxy.ca_file to the CA that signs the proxy's certificate"
-    else:
-        what = f"the TLS handshake with the proxy {_proxy_name(decision)} failed ({reason})"
-        hint = "check that the proxy speaks TLS on that port; a plain proxy is written http://"
-    return _failure("tls", decision, what, hint, "proxy-tls")
-
-
-def proxy_refused(
-    decision: Decision,
-    status: int,
-    *,
-    method: str,
-    reason_phrase: str = "",
-    detail: str | None = None,
-    username: str | None = None,
-) -> HopFailure:
-    """The proxy answered a CONNECT (``method="CONNECT"``) or an absolute-form request with a
-    non-2xx status of its own.
-
-    >>> from egress.settings import Settings
-    >>> d = Settings.from_proxy("http://127.0.0.1:3128").router().decide("https://api.tomtom.com/")
-    >>> proxy_refused(d, 403, method="CONNECT").message
-    'http://127.0.0.1:3128 refused CONNECT to api.tomtom.com:443 (403): ask the proxy team to allow api.tomtom.com'
-    """  # noqa: E501
-    target = decision.target
-    what = f"{method} to {target.authority}"
-    code = f"{status}, {detail}" if detail else str(status)
-    hop = "proxy-connect" if method == "CONNECT" else "proxy-request"
-    proxy = _proxy_name(decision)
-    if status == 403:
-        return _failure(
-            "denied",
-            decision,
-            f"{proxy} refused {what} ({code})",
-            f"ask the proxy team to allow {target.host_text}",
-            hop,
-            status,
-        )
-    if status == 407:
-        if username:
-            return _failure(
-                "auth",
-                decision,
-                f"{proxy} refused the credentials of user {username!r} for {what} ({code})",
-                "check proxy.username and the password in proxy.password_file",
-                hop,
-                status,
-            )
-        return _failure(
-            "auth",
-            decision,
-            f"{proxy} wants credentials for {what} ({code})",
-            "set proxy.username and proxy.password_file",
-            hop,
-            status,
-        )
-    phrase = f"{status} {reason_phrase}".strip()
-    code = f"{phrase}, {detail}" if detail else phrase
-    if status >= 500:
-        hint = (
-            f"the proxy could not reach {target.authority}; ask the proxy team to check that it "
-            "can resolve and connect to it"
-        )
-    else:
-        hint = f"ask the proxy team why it refuses {target.authority}"
-    return _failure("proxy", decision, f"{proxy} refused {what} ({code})", hint, hop, status)
-
-
-def proxy_no_answer(decision: Decision, reason: str) -> HopFailure:
-    """The proxy accepted the connection but gave no usable answer to CONNECT."""
-    return _failure(
-        "proxy",
-        decision,
-        f"the proxy {_proxy_name(decision)} gave no answer to CONNECT to "
-        f"{decision.target.authority} ({reason})",
-        "check the proxy's health and logs, or raise the timeout",
-        "proxy-connect",
-    )
-
-
-def unsupported_route(decision: Decision) -> HopFailure:
-    """An HTTP request the router sent down a route an HTTP client cannot carry."""
-    target = decision.target
-    return _failure(
-        "route",
-        decision,
-        f"{target.scheme}://{target.authority} was decided {decision.route!r} "
-        f"({decision.rule}): {decision.reason.rstrip('.')}, which an HTTP client does not do",
-        "connect with the warehouse's own driver through `egress tunnel`, or give the caller a "
-        "URL that is not a TCP warehouse",
-        "route",
-    )
-
-
-_PROXY_STATUS_ERROR = re.compile(r"""(?:^|;)\s*error\s*=\s*("[^"]*"|[^;,\s]+)""")
-
-
-def proxy_answer_detail(headers: Mapping[str, str]) -> str | None:
-    """The proxy's own error code when the proxy itself wrote this response, else None.
-
-    Squid marks its own answers with ``X-Squid-Error: ERR_ACCESS_DENIED 0``; RFC 9209 proxies
-    put an ``error`` parameter in ``Proxy-Status`` (a ``Proxy-Status`` without one only tells that
-    a proxy forwarded the origin's answer).
-
-    >>> proxy_answer_detail({"x-squid-error": "ERR_ACCESS_DENIED 0"})
-    'ERR_ACCESS_DENIED'
-    >>> proxy_answer_detail({"proxy-status": 'corp-proxy; error=http_request_denied; details="x"'})
-    'http_request_denied'
-    >>> proxy_answer_detail({"proxy-status": "corp-proxy; received-status=403"}) is None
-    True
-    """
-    squid = headers.get("x-squid-error")
-    if squid is not None:
-        return squid.split()[0] if squid.split() else "X-Squid-Error"
-    status = headers.get("proxy-status")
-    if status:
-        for member in status.split(","):
-            found = _PROXY_STATUS_ERROR.search(member)
-            if found:
-                return found.group(1).strip('"')
-    return None
-
-
-def refusal_by_proxy(
-    plan: Plan, status: int, headers: Mapping[str, str], *, method: str, username: str | None
-) -> HopFailure | None:
-    """A 403/407 answer to an absolute-form request, when the proxy (not the origin) wrote it."""
-    if not plan.absolute_form or status not in (403, 407):
-        return None
-    detail = proxy_answer_detail(headers)
-    if detail is None and not (status == 407 and headers.get("proxy-authenticate")):
-        return None
-    return proxy_refused(plan.decision, status, method=method, detail=detail, username=username)
-
-
-# ---------------------------------------------------------------------------------------------
-# Following httpcore's trace events of one proxied request.
-
-_NO_HEADERS: Mapping[str, str] = {}
-
-Phase = Literal[
-    "pool", "proxy-tcp", "proxy-tls", "proxy-connect", "origin-tls", "origin", "proxy-request"
-]
-
-
-class HopTracker:
-    """Follows the httpcore ``trace`` events of one proxied request to tell which hop failed.
-
-    In a proxy pool every connection goes to the proxy, so httpcore 1.0.9 reports (checked
-    against Squid 5.7, http:// and https:// proxies):
-
-    ==========================================  ===============================================
-    ``connection.connect_tcp.*``                TCP to the proxy
-    ``connection.start_tls.*``                  TLS to an ``https://`` proxy
-    ``http11.send_request_headers.started``     ``info["request"].method == b"CONNECT"``: the
-                                                CONNECT; else the request itself (to the proxy
-                                                in absolute form, or to the origin in a tunnel)
-    ``http11.receive_response_headers.complete`` ``return_value`` = (version, status, reason,
-                                                headers): the proxy's answer to CONNECT
-    ``proxy.start_tls.*``                       TLS to the origin, inside the tunnel
-    ==========================================  ===============================================
-
-    A request that reuses a kept-alive connection sees none of the connect events: it is on the
-    origin hop from the start.
-
-    Once the request itself is on its way (the proxy hop is behind it), nothing more is needed,
-    so the tracker takes itself out of :attr:`extensions` (the dict httpcore reads each event's
-    hook from) and puts back ``then``, the caller's own hook, if any: the other events of a
-    request on a kept-alive connection then cost what they cost without tracing.
-    """
-
-    __slots__ = (
-        "_then",
-        "absolute_form",
-        "extensions",
-        "headers",
-        "phase",
-        "reason_phrase",
-        "status",
-    )
-
-    def __init__(
-        self,
-        *,
-        absolute_form: bool,
-        then: Any = None,
-    ) -> None:
-        self.absolute_form = absolute_form
-        self.phase: Phase = "pool"
-        self.status: int | None = None
-        self.reason_phrase = ""
-        self.headers: Mapping[str, str] = _NO_HEADERS
-        self.extensions: dict[str, Any] | None = None
-        """The request's extensions as httpcore sees them (set by the transport)."""
-        self._then = then
-
-    def __call__(self, name: str, info: Mapping[str, Any]) -> None:
-        if name == "connection.connect_tcp.started":
-            self.phase = "proxy-tcp"
-        elif name == "connection.start_tls.started":
-            self.phase = "proxy-tls"
-        elif name == "http11.send_request_headers.started":
-            method = getattr(info.get("request"), "method", b"")
-            if method == b"CONNECT":
-                self.phase = "proxy-connect"
-            else:
-                self.phase = "proxy-request" if self.absolute_form else "origin"
-                self._detach()
-        elif name == "http11.receive_response_headers.complete" and self.phase == "proxy-connect":
-            answer = info.get("return_value")
-            if isinstance(answer, tuple) and len(answer) == 4:
-                _, status, reason, headers = answer
-                self.status = status if isinstance(status, int) else None
-                if isinstance(reason, bytes):
-                    self.reason_phrase = reason.decode("ascii", "replace")
-                self.headers = {
-                    k.decode("latin-1").lower(): v.decode("latin-1")
-                    for k, v in headers
-                    if isinstance(k, bytes) and isinstance(v, bytes)
-                }
-        elif name == "proxy.start_tls.started":
-            self.phase = "origin-tls"
-
-    def _detach(self) -> None:
-        extensions = self.extensions
-        if extensions is not None:
-            if self._then is None:
-                extensions.pop("trace", None)
-            else:
-                extensions["trace"] = self._then
-
-    def failure(self, exc: httpx.TransportError, planner: Planner, plan: Plan) -> HopFailure | None:
-        """The proxy-hop failure ``exc`` stands for, or None when it is the origin's own."""
-        decision = plan.decision
-        reason = planner.scrub(reason_of(exc))
-        if isinstance(exc, httpx.ProxyError) or self.phase == "proxy-connect":
-            status = self.status
-            if status is None and isinstance(exc, httpx.ProxyError):
-                found = re.match(r"\s*(\d{3})\b\s*(.*)", str(exc))
-                if found:
-                    status, self.reason_phrase = int(found.group(1)), found.group(2)
-            if status is not None and not 200 <= status < 300:
-                return proxy_refused(
-                    decision,
-                    status,
-                    method="CONNECT",
-                    reason_phrase=self.reason_phrase,
-                    detail=proxy_answer_detail(self.headers),
-                    username=planner.settings.proxy.username,
-                )
-            return proxy_no_answer(decision, reason)
-        if self.phase == "proxy-tcp":
-            return proxy_unreachable(decision, reason)
-        if self.phase == "proxy-tls":
-            if isinstance(exc, httpx.TimeoutException):
-                return proxy_unreachable(decision, reason, hop="proxy-tls")
-            verify = find_cause(exc, ssl.SSLCertVerificationError)
-            if verify is not None:
-                why = planner.scrub(verify.verify_message or reason)
-                return proxy_tls_failed(decision, why, certificate=True)
-            return proxy_tls_failed(decision, reason, certificate=False)
-        return None
-
-
-_E = TypeVar("_E", bound=BaseException)
-
-
-def find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
-    """The first exception of ``kind`` in ``exc``'s cause/context chain (``exc`` included)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def reason_of(exc: BaseException) -> str:
-    """A short reason for a message: the OS's or OpenSSL's words, else the exception's."""
-    verify = find_cause(exc, ssl.SSLCertVerificationError)
-    if verify is not None and verify.verify_message:
-        return verify.verify_message
-    os_error = find_cause(exc, OSError)
-    if os_error is not None and os_error.strerror:
-        return os_error.strerror
-    text = str(exc).strip()
-    if isinstance(exc, httpx.TimeoutException) and (not text or text == "timed out"):
-        return "timed out"
-    return text or type(exc).__name__
-
-
-# ---------------------------------------------------------------------------------------------
-# The transports: the shared core, then two thin ones (sync, async).
+# The error classes: egress's and httpx's at once.
 
 
 class HTTPXProxyUnreachable(ProxyUnreachable, httpx.ConnectError):
     """:class:`~egress.errors.ProxyUnreachable` from ``egress.Client``; an httpx.ConnectError."""
+
+
+class HTTPXProxyPoolTimeout(ProxyUnreachable, httpx.PoolTimeout):
+    """:class:`~egress.errors.ProxyUnreachable` from ``egress.Client`` for a request that found no
+    free connection to the proxy in time; an httpx.PoolTimeout."""
 
 
 class HTTPXProxyTLSError(ProxyTLSError, httpx.ConnectError):
@@ -702,14 +151,237 @@ HTTPX_ERRORS: ErrorClasses = {
     "denied": HTTPXProxyDenied,
     "auth": HTTPXProxyAuthRequired,
     "proxy": HTTPXProxyError,
+    "pool": HTTPXProxyPoolTimeout,
     "route": HTTPXUnsupportedRoute,
 }
 
+
+# ---------------------------------------------------------------------------------------------
+# Following httpcore's trace events of one proxied request.
+
+_NO_HEADERS: Mapping[str, str] = {}
+
+
+class HopTracker:
+    """Follows the httpcore ``trace`` events of one proxied request to tell which hop failed.
+
+    In a proxy pool every connection goes to the proxy, so httpcore 1.0.9 reports (checked
+    against Squid 5.7, http:// and https:// proxies):
+
+    ==========================================  ===============================================
+    ``connection.connect_tcp.*``                TCP to the proxy (``complete``: its stream)
+    ``connection.start_tls.*``                  TLS to an ``https://`` proxy
+    ``http11.send_request_headers.started``     ``info["request"].method == b"CONNECT"``: the
+                                                CONNECT; else the request itself (to the proxy
+                                                in absolute form, or to the origin in a tunnel)
+    ``http11.receive_response_headers.complete`` ``return_value`` = (version, status, reason,
+                                                headers): the proxy's answer to CONNECT
+    ``proxy.start_tls.*``                       TLS to the origin, inside the tunnel
+    ==========================================  ===============================================
+
+    A request that reuses a kept-alive connection sees none of the connect events: its first
+    event is the request itself, and the tracker is done. From then on it only passes events
+    on to ``then``, the caller's own hook, which it also puts back in the request's extensions
+    (httpcore reads the hook there for each event) so later events cost nothing extra.
+
+    When the CONNECT is sent, the tracker arms a :mod:`~egress.transport.deadline` of ``limit``
+    seconds (the read timeout) on the proxy's socket; the proxy's answer disarms it.
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_stream",
+        "absolute_form",
+        "done",
+        "extensions",
+        "headers",
+        "limit",
+        "phase",
+        "reason_phrase",
+        "status",
+        "then",
+    )
+
+    def __init__(
+        self,
+        *,
+        absolute_form: bool,
+        then: Any = None,
+        extensions: dict[str, Any] | None = None,
+        limit: float | None = None,
+    ) -> None:
+        self.absolute_form = absolute_form
+        self.then = then
+        """The caller's own trace hook, called after the tracker for every event."""
+        self.extensions = extensions
+        """The request's extensions as httpcore sees them (where the hook is looked up)."""
+        self.limit = limit
+        """The deadline for the proxy's complete answer to CONNECT, in seconds (or None)."""
+        self.phase = "pool"
+        self.done = False
+        self.status: int | None = None
+        self.reason_phrase = ""
+        self.headers: Mapping[str, str] = _NO_HEADERS
+        self._stream: Any = None
+        self._deadline: deadline.Deadline | None = None
+
+    def step(self, name: str, info: Mapping[str, Any]) -> None:
+        """Take one event into account (the sync and async hooks call this)."""
+        if self.done:
+            return
+        if name == "http11.send_request_headers.started":
+            method = getattr(info.get("request"), "method", b"")
+            if method == b"CONNECT":
+                self.phase = "proxy-connect"
+                self._arm()
+            else:
+                self.phase = "proxy-request" if self.absolute_form else "origin"
+                self.done = True
+                self._detach()
+        elif name == "connection.connect_tcp.started":
+            self.phase = "proxy-tcp"
+        elif name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            self._stream = info.get("return_value")
+        elif name == "connection.start_tls.started":
+            self.phase = "proxy-tls"
+        elif name == "http11.receive_response_headers.complete" and self.phase == "proxy-connect":
+            self._disarm()
+            answer = info.get("return_value")
+            if isinstance(answer, tuple) and len(answer) == 4:
+                _, status, reason, headers = answer
+                self.status = status if isinstance(status, int) else None
+                if isinstance(reason, bytes):
+                    self.reason_phrase = reason.decode("ascii", "replace")
+                self.headers = {
+                    k.decode("latin-1").lower(): v.decode("latin-1")
+                    for k, v in headers
+                    if isinstance(k, bytes) and isinstance(v, bytes)
+                }
+        elif name == "proxy.start_tls.started":
+            self.phase = "origin-tls"
+
+    def _arm(self) -> None:
+        if self.limit is None or self._stream is None:
+            return
+        sock = self._stream.get_extra_info("socket")
+        if sock is not None:
+            self._deadline = deadline.arm(sock, self.limit)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+
+    def _detach(self) -> None:
+        extensions = self.extensions
+        if extensions is not None:
+            if self.then is None:
+                extensions.pop("trace", None)
+            else:
+                extensions["trace"] = self.then
+
+    def close(self) -> None:
+        """The request is answered or failed: disarm the deadline, drop the stream."""
+        self._disarm()
+        self._stream = None
+
+    @property
+    def expired(self) -> bool:
+        """True when the CONNECT deadline passed (the tracker shut the socket down)."""
+        return self._deadline is not None and self._deadline.expired
+
+    def failure(
+        self, exc: httpx.TransportError, planner: Planner, plan: Plan, method: str = "GET"
+    ) -> HopFailure | None:
+        """The proxy-hop failure ``exc`` stands for, or None when it is the origin's own."""
+        decision = plan.decision
+        if self.expired:
+            return proxy_no_answer(decision, "deadline", seconds=self.limit)
+        if isinstance(exc, httpx.ProxyError) or self.phase == "proxy-connect":
+            status = self.status
+            if status is None and isinstance(exc, httpx.ProxyError):
+                status = _status_of(str(exc))
+                if status is not None:
+                    self.reason_phrase = str(exc).strip()[4:]
+            if status is not None and not 200 <= status < 300:
+                return proxy_refused(
+                    decision,
+                    status,
+                    method="CONNECT",
+                    reason_phrase=self.reason_phrase,
+                    detail=proxy_answer_detail(self.headers),
+                    username=planner.settings.proxy.username,
+                )
+            return proxy_no_answer(decision, _no_answer(exc), seconds=self.limit)
+        if self.phase == "proxy-request":
+            return proxy_no_answer(decision, _no_answer(exc), method=method, seconds=self.limit)
+        reason = planner.scrub(_reason(exc))
+        if self.phase == "proxy-tcp":
+            return proxy_unreachable(decision, reason)
+        if self.phase == "proxy-tls":
+            if isinstance(exc, httpx.TimeoutException):
+                return proxy_unreachable(decision, reason, hop="proxy-tls")
+            verify = find_cause(exc, ssl.SSLCertVerificationError)
+            if verify is not None:
+                why = planner.scrub(verify.verify_message or reason)
+                return proxy_tls_failed(decision, why, certificate=True)
+            return proxy_tls_failed(decision, reason, certificate=False)
+        return None
+
+
+class SyncHopTracker(HopTracker):
+    """The tracker as a sync trace hook (``egress.Client``)."""
+
+    __slots__ = ()
+
+    def __call__(self, name: str, info: Mapping[str, Any]) -> None:
+        self.step(name, info)
+        if self.then is not None:
+            self.then(name, info)
+
+
+class AsyncHopTracker(HopTracker):
+    """The tracker as an async trace hook (``egress.AsyncClient``)."""
+
+    __slots__ = ()
+
+    async def __call__(self, name: str, info: Mapping[str, Any]) -> None:
+        self.step(name, info)
+        if self.then is not None:
+            await self.then(name, info)
+
+
+def _status_of(text: str) -> int | None:
+    """The status code httpcore puts first in a refused CONNECT's message ("403 Forbidden")."""
+    head = text.strip()[:3]
+    return int(head) if len(head) == 3 and head.isdigit() else None
+
+
+def _no_answer(exc: httpx.TransportError) -> NoAnswer:
+    """Why the proxy's answer never came, from the httpx error."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if find_cause(exc, h11.RemoteProtocolError) is not None:
+        return "garbage"  # h11 could not read it as HTTP
+    return "closed"
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException) and not find_cause(exc, OSError):
+        return "timed out"
+    return reason_of(exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# The transports: the shared core, then two thin ones (sync, async).
+
 _Pool = TypeVar("_Pool", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
+_Tracker = TypeVar("_Tracker", SyncHopTracker, AsyncHopTracker)
 
 
-class _Routing(Generic[_Pool]):
+class _Routing(Generic[_Pool, _Tracker]):
     """What the sync and async transports share: the planner, both trusts and the pools."""
+
+    _tracker_class: type[_Tracker]
 
     def __init__(
         self,
@@ -730,6 +402,7 @@ class _Routing(Generic[_Pool]):
         self._limits = limits
         self._retries = retries
         self._pools: dict[PoolKey, _Pool] = {}
+        self._plans: dict[tuple[str, bytes, int | None], Plan] = {}
         self._lock = threading.Lock()
 
     @property
@@ -737,8 +410,17 @@ class _Routing(Generic[_Pool]):
         return self._planner.settings
 
     def plan(self, url: httpx.URL | str) -> Plan:
-        """The plan for one request URL (see :class:`Planner`)."""
-        return self._planner.plan(str(url))
+        """The plan for one request URL, kept per origin (see :class:`Planner`)."""
+        if isinstance(url, str):
+            url = httpx.URL(url)
+        key = (url.scheme, url.raw_host, url.port)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._planner.plan_origin(url.scheme, url.raw_host.decode("ascii"), url.port)
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     def pool(self, key: PoolKey) -> _Pool:
         """The pool for ``key``, made on first use and then reused."""
@@ -771,8 +453,8 @@ class _Routing(Generic[_Pool]):
         }
 
     def _outgoing(
-        self, request: httpx.Request, plan: Plan, hook: Callable[[HopTracker, Any], Any]
-    ) -> tuple[httpx.Request, HopTracker | None]:
+        self, request: httpx.Request, plan: Plan
+    ) -> tuple[httpx.Request, _Tracker | None]:
         """The request handed to the pool, and its tracker on the proxy route.
 
         Proxied: a :class:`HopTracker` hooked in as the ``trace`` extension, chained with the
@@ -784,12 +466,16 @@ class _Routing(Generic[_Pool]):
         if plan.pool.proxy is None and plan.connect_ip is None:
             return request, None
         extensions = dict(request.extensions)
-        tracker: HopTracker | None = None
+        tracker: _Tracker | None = None
         url = request.url
         if plan.pool.proxy is not None:
-            user = extensions.get("trace")
-            tracker = HopTracker(absolute_form=plan.absolute_form, then=user)
-            extensions["trace"] = hook(tracker, user)
+            timeouts = extensions.get("timeout")
+            tracker = self._tracker_class(
+                absolute_form=plan.absolute_form,
+                then=extensions.get("trace"),
+                limit=timeouts.get("read") if isinstance(timeouts, dict) else None,
+            )
+            extensions["trace"] = tracker
             extensions.pop("sni_hostname", None)
         elif plan.connect_ip is not None:
             extensions["sni_hostname"] = plan.host
@@ -806,9 +492,28 @@ class _Routing(Generic[_Pool]):
             tracker.extensions = outgoing.extensions
         return outgoing, tracker
 
+    def _failed(
+        self, exc: httpx.TransportError, request: httpx.Request, plan: Plan, tracker: HopTracker
+    ) -> Exception | None:
+        """The egress error to raise for ``exc`` on the proxy route, or None to let it be.
+
+        Either way the proxy's password is masked in the whole exception chain.
+        """
+        planner = self._planner
+        scrub_chain(exc, planner.secrets)
+        if isinstance(exc, httpx.PoolTimeout) and not tracker.expired:
+            timeouts = request.extensions.get("timeout")
+            seconds = timeouts.get("pool") if isinstance(timeouts, dict) else None
+            failure: HopFailure | None = pool_exhausted(
+                plan.decision, seconds, self._limits.max_connections
+            )
+        else:
+            failure = tracker.failure(exc, planner, plan, request.method)
+        return None if failure is None else failure.error(HTTPX_ERRORS)
+
     def _refusal(self, plan: Plan, response: httpx.Response, method: str) -> HopFailure | None:
         return refusal_by_proxy(
-            plan,
+            plan.decision,
             response.status_code,
             response.headers,
             method=method,
@@ -822,22 +527,31 @@ class _Routing(Generic[_Pool]):
         return f"<{type(self).__name__} proxy {state} {shown} pools={len(self._pools)}>"
 
 
-class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
+class EgressTransport(_Routing[httpx.HTTPTransport, SyncHopTracker], httpx.BaseTransport):
     """An httpx transport that routes each request by the router (see the module docstring)."""
+
+    _tracker_class = SyncHopTracker
 
     def _new_pool(self, proxy: httpx.Proxy | None) -> httpx.HTTPTransport:
         return httpx.HTTPTransport(proxy=proxy, **self._pool_options())
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         plan = self.plan(request.url)
-        outgoing, tracker = self._outgoing(request, plan, _sync_hook)
+        outgoing, tracker = self._outgoing(request, plan)
+        pool = self._pools.get(plan.pool) or self.pool(plan.pool)
+        if tracker is None:
+            response = pool.handle_request(outgoing)
+            response.extensions[DECISION_EXTENSION] = plan.decision
+            return response
         try:
-            response = self.pool(plan.pool).handle_request(outgoing)
+            response = pool.handle_request(outgoing)
         except httpx.TransportError as exc:
-            failure = tracker.failure(exc, self._planner, plan) if tracker else None
-            if failure is not None:
-                raise failure.error(HTTPX_ERRORS) from exc
+            error = self._failed(exc, request, plan, tracker)
+            if error is not None:
+                raise error from exc
             raise
+        finally:
+            tracker.close()
         if plan.absolute_form:
             refusal = self._refusal(plan, response, request.method)
             if refusal is not None:
@@ -856,22 +570,33 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
             pool.close()
 
 
-class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
+class AsyncEgressTransport(
+    _Routing[httpx.AsyncHTTPTransport, AsyncHopTracker], httpx.AsyncBaseTransport
+):
     """The async twin of :class:`EgressTransport`; same decisions, same pools per key."""
+
+    _tracker_class = AsyncHopTracker
 
     def _new_pool(self, proxy: httpx.Proxy | None) -> httpx.AsyncHTTPTransport:
         return httpx.AsyncHTTPTransport(proxy=proxy, **self._pool_options())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         plan = self.plan(request.url)
-        outgoing, tracker = self._outgoing(request, plan, _async_hook)
+        outgoing, tracker = self._outgoing(request, plan)
+        pool = self._pools.get(plan.pool) or self.pool(plan.pool)
+        if tracker is None:
+            response = await pool.handle_async_request(outgoing)
+            response.extensions[DECISION_EXTENSION] = plan.decision
+            return response
         try:
-            response = await self.pool(plan.pool).handle_async_request(outgoing)
+            response = await pool.handle_async_request(outgoing)
         except httpx.TransportError as exc:
-            failure = tracker.failure(exc, self._planner, plan) if tracker else None
-            if failure is not None:
-                raise failure.error(HTTPX_ERRORS) from exc
+            error = self._failed(exc, request, plan, tracker)
+            if error is not None:
+                raise error from exc
             raise
+        finally:
+            tracker.close()
         if plan.absolute_form:
             refusal = self._refusal(plan, response, request.method)
             if refusal is not None:
@@ -888,30 +613,6 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             await pool.aclose()
-
-
-def _sync_hook(
-    tracker: HopTracker, user: Callable[[str, Mapping[str, Any]], Any] | None
-) -> Callable[[str, Mapping[str, Any]], None]:
-    if user is None:
-        return tracker
-
-    def hook(name: str, info: Mapping[str, Any]) -> None:
-        tracker(name, info)
-        user(name, info)
-
-    return hook
-
-
-def _async_hook(
-    tracker: HopTracker, user: Callable[[str, Mapping[str, Any]], Awaitable[Any]] | None
-) -> Callable[[str, Mapping[str, Any]], Awaitable[None]]:
-    async def hook(name: str, info: Mapping[str, Any]) -> None:
-        tracker(name, info)
-        if user is not None:
-            await user(name, info)
-
-    return hook
 
 
 # ---------------------------------------------------------------------------------------------
