@@ -31,13 +31,6 @@ from egress import (
     UnsupportedRoute,
     URLError,
 )
-from egress.transport.requests_adapter import (
-    EgressAdapter,
-    RequestsProxyDenied,
-    RequestsUnsupportedRoute,
-    _pinned,
-    requests_session,
-)
 from egress.settings import REDACTED, load_settings_from_mapping
 from egress.transport import (
     DECISION_EXTENSION,
@@ -45,7 +38,6 @@ from egress.transport import (
     AsyncEgressTransport,
     EgressTransport,
     HopTracker,
-    SyncHopTracker,
     HTTPXProxyAuthRequired,
     HTTPXProxyDenied,
     HTTPXProxyError,
@@ -54,11 +46,19 @@ from egress.transport import (
     HTTPXUnsupportedRoute,
     Planner,
     PoolKey,
+    SyncHopTracker,
     origin_ssl_context,
     proxy_answer_detail,
     proxy_refused,
     proxy_ssl_context,
     refusal_by_proxy,
+)
+from egress.transport.requests_adapter import (
+    EgressAdapter,
+    RequestsProxyDenied,
+    RequestsUnsupportedRoute,
+    _pinned,
+    requests_session,
 )
 
 PASSWORD = "s3cret-Pa55"
@@ -214,8 +214,7 @@ def test_pinned_request_keeps_name_in_host_header_and_sni() -> None:
     transport = EgressTransport(HTTP_PROXY)
     request = httpx.Request("GET", "https://git.corp.example:8443/repo?x=1")
     plan = transport.plan(request.url)
-    outgoing, tracker = transport._outgoing(request, plan)
-    assert tracker is None
+    outgoing = transport._pinned(request, plan)
     assert str(outgoing.url) == "https://10.0.0.7:8443/repo?x=1"
     assert outgoing.headers["host"] == "git.corp.example:8443"
     assert outgoing.extensions["sni_hostname"] == "git.corp.example"
@@ -226,36 +225,65 @@ def test_pinned_request_keeps_name_in_host_header_and_sni() -> None:
 def test_pinned_ipv6_is_bracketed() -> None:
     transport = EgressTransport(HTTP_PROXY)
     request = httpx.Request("GET", "http://v6.corp.example/")
-    outgoing, _ = transport._outgoing(request, transport.plan(request.url))
+    outgoing = transport._pinned(request, transport.plan(request.url))
     assert str(outgoing.url) == "http://[::1]/"
     assert outgoing.headers["host"] == "v6.corp.example"
 
 
+def _recording_pool(seen: list[httpx.Request]) -> Any:
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    return httpx.MockTransport(answer)
+
+
 def test_plain_direct_request_is_passed_as_is() -> None:
     transport = EgressTransport(HTTP_PROXY)
+    seen: list[httpx.Request] = []
+    transport._pools[DIRECT] = _recording_pool(seen)
     request = httpx.Request("GET", "https://wiki.corp.example/")
-    outgoing, tracker = transport._outgoing(request, transport.plan(request.url))
-    assert outgoing is request and tracker is None
+    extensions = request.extensions
+    transport.handle_request(request)
+    assert seen == [request] and request.extensions is extensions
+    assert "trace" not in extensions
 
 
 def test_proxied_request_gets_a_chained_trace_and_no_sni_override() -> None:
     seen: list[str] = []
     transport = EgressTransport(HTTP_PROXY)
-    request = httpx.Request(
-        "GET",
-        "https://api.example.org/",
-        extensions={"trace": lambda name, info: seen.append(name), "sni_hostname": "x"},
-    )
-    outgoing, tracker = transport._outgoing(request, transport.plan(request.url))
-    assert tracker is not None and tracker.extensions is outgoing.extensions
-    assert "sni_hostname" not in outgoing.extensions
-    hook = outgoing.extensions["trace"]
+
+    def user_hook(name: str, info: Any) -> None:
+        seen.append(name)
+
+    given = {"trace": user_hook, "sni_hostname": "x", "timeout": {"read": 7.0}}
+    request = httpx.Request("GET", "https://api.example.org/", extensions=given)
+    caller = request.extensions
+    tracker = transport._track(request, transport.plan(request.url))
+    outgoing = request.extensions
+    assert outgoing is not caller and tracker.extensions is outgoing
+    assert "sni_hostname" not in outgoing and tracker.limit == 7.0
+    hook = outgoing["trace"]
     hook("connection.connect_tcp.started", {})
     assert tracker.phase == "proxy-tcp" and seen == ["connection.connect_tcp.started"]
     hook("http11.send_request_headers.started", {"request": _Req(b"GET")})
     assert tracker.phase == "origin"
     # past the proxy hop, the caller's own hook is back in place of the chain
-    assert outgoing.extensions["trace"] is request.extensions["trace"]
+    assert outgoing["trace"] is user_hook
+    transport._untrack(request, tracker)
+    assert request.extensions is caller  # the caller's dict, back and unchanged
+    assert caller == given
+
+
+def test_proxied_request_keeps_the_callers_extensions() -> None:
+    transport = EgressTransport(HTTP_PROXY)
+    seen: list[httpx.Request] = []
+    plan = transport.plan("https://api.example.org/")
+    transport._pools[plan.pool] = _recording_pool(seen)
+    with httpx.Client(transport=transport) as client:
+        response = client.get("https://api.example.org/x", extensions={"timeout": {"read": 1}})
+    assert len(seen) == 1 and seen[0] is response.request
+    assert response.request.extensions == {"timeout": {"read": 1}}
 
 
 def test_tracker_leaves_extensions_once_the_request_is_sent() -> None:

@@ -9,8 +9,9 @@ never loads httpx and ``egress.Client`` never loads requests:
   message catalogue for every client, and the reading of a proxy's own answers;
 - :mod:`~egress.transport.trust`: the two SSL contexts (origin, proxy), never process-wide;
 - :mod:`~egress.transport.deadline`: the overall deadline of a CONNECT exchange;
-- :mod:`~egress.transport.clients` (httpx): ``Client``, ``AsyncClient``, their transports and
-  the trace hook that tells which hop failed;
+- :mod:`~egress.transport.proxy_hop` (httpcore): the streams of the proxy pools, watched while
+  a connection to the proxy is set up, to tell which hop failed;
+- :mod:`~egress.transport.clients` (httpx): ``Client``, ``AsyncClient`` and their transports;
 - :mod:`~egress.transport.requests_adapter` (requests): ``requests_session`` and its adapter.
 
 The httpx and requests names are importable from here too (``egress.transport.Client``); they
@@ -43,10 +44,8 @@ if TYPE_CHECKING:
         HTTPX_ERRORS,
         AsyncClient,
         AsyncEgressTransport,
-        AsyncHopTracker,
         Client,
         EgressTransport,
-        HopTracker,
         HTTPXProxyAuthRequired,
         HTTPXProxyDenied,
         HTTPXProxyError,
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
         HTTPXProxyTLSError,
         HTTPXProxyUnreachable,
         HTTPXUnsupportedRoute,
-        SyncHopTracker,
     )
     from egress.transport.requests_adapter import (
         REQUESTS_ERRORS,
@@ -79,7 +77,6 @@ _LAZY = {
             "HTTPX_ERRORS",
             "AsyncClient",
             "AsyncEgressTransport",
-            "AsyncHopTracker",
             "Client",
             "EgressTransport",
             "HTTPXProxyAuthRequired",
@@ -89,8 +86,6 @@ _LAZY = {
             "HTTPXProxyTLSError",
             "HTTPXProxyUnreachable",
             "HTTPXUnsupportedRoute",
-            "HopTracker",
-            "SyncHopTracker",
         ),
         _HTTPX,
     ),
@@ -132,7 +127,6 @@ __all__ = [
     "REQUESTS_ERRORS",
     "AsyncClient",
     "AsyncEgressTransport",
-    "AsyncHopTracker",
     "Client",
     "EgressAdapter",
     "EgressTransport",
@@ -146,7 +140,6 @@ __all__ = [
     "HTTPXProxyUnreachable",
     "HTTPXUnsupportedRoute",
     "HopFailure",
-    "HopTracker",
     "Plan",
     "Planner",
     "PoolKey",
@@ -156,7 +149,6 @@ __all__ = [
     "RequestsProxyTLSError",
     "RequestsProxyUnreachable",
     "RequestsUnsupportedRoute",
-    "SyncHopTracker",
     "VerifyTypes",
     "origin_ssl_context",
     "proxy_answer_detail",

@@ -19,31 +19,30 @@ per origin, since the route never depends on the path) and hands it to one of a 
 - ``tunnel`` (a TCP warehouse carried through CONNECT): not an HTTP route. An HTTP request
   decided ``tunnel`` raises :class:`~egress.errors.UnsupportedRoute` instead of guessing.
 
-Which hop failed. The proxy route adds httpcore's ``trace`` request extension (chained with any
-the caller set) and a :class:`HopTracker` follows its events; see there for the events Squid 5.7
-and httpcore 1.0.9 produce. Failures before the tunnel is up become ``ProxyUnreachable``,
-``ProxyTLSError``, ``ProxyDenied`` (403), ``ProxyAuthRequired`` (407) or ``ProxyError`` (no
-usable answer: closed, not HTTP, timed out); so do failures of a plain-HTTP request sent to the
-proxy in absolute form, and a queued request that found no free connection to the proxy in time.
-The origin's own failures stay httpx errors. A plain-HTTP request answered 403/407 *by the proxy
-itself* raises too; the proxy's own answer is recognised by Squid's ``X-Squid-Error`` header or
-an RFC 9209 ``Proxy-Status`` header with an ``error`` parameter (a 407 also by
-``Proxy-Authenticate``). Other answers, the proxy's 5xx about an unreachable origin included, come
-back as responses, as they would from any HTTP proxy client.
+Which hop failed. Each proxy pool watches the setup of its connections to the proxy
+(:mod:`egress.transport.proxy_hop`, which holds the table of what httpcore does). Failures before
+the tunnel is up become ``ProxyUnreachable``, ``ProxyTLSError``, ``ProxyDenied`` (403),
+``ProxyAuthRequired`` (407) or ``ProxyError`` (no usable answer: closed, not HTTP, timed out);
+so do failures of a plain-HTTP request sent to the proxy in absolute form, and a queued request
+that found no free connection to the proxy in time (``ProxyUnreachable``, also an
+``httpx.PoolTimeout``). The origin's own failures stay httpx errors. A plain-HTTP request
+answered 403/407 *by the proxy itself* raises too; the proxy's own answer is recognised by
+Squid's ``X-Squid-Error`` header or an RFC 9209 ``Proxy-Status`` header with an ``error``
+parameter (a 407 also by ``Proxy-Authenticate``). Other answers, the proxy's 5xx about an
+unreachable origin included, come back as responses, as they would from any HTTP proxy client.
+The proxy's password is masked in the whole chain of every error raised on the proxy route.
 
-The whole CONNECT exchange has a deadline, the request's read timeout
-(:mod:`egress.transport.deadline`): a proxy that drip-feeds its answer cannot hold a request
-longer than that.
+The whole CONNECT exchange has a deadline, the request's read timeout: a proxy that drip-feeds
+its answer cannot hold a request longer than that. A request on a kept-alive connection costs
+one lookup of its origin's plan and pool, and nothing else.
 """
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import h11
 import httpx
 
 from egress.errors import (
@@ -55,23 +54,15 @@ from egress.errors import (
     UnsupportedRoute,
 )
 from egress.settings import ProxyURL, Settings
-from egress.transport import deadline
-from egress.transport.failures import (
-    ErrorClasses,
-    HopFailure,
-    NoAnswer,
-    find_cause,
-    pool_exhausted,
-    proxy_answer_detail,
-    proxy_no_answer,
-    proxy_refused,
-    proxy_tls_failed,
-    proxy_unreachable,
-    reason_of,
-    refusal_by_proxy,
-    scrub_chain,
-)
+from egress.transport.failures import ErrorClasses, HopFailure, refusal_by_proxy, scrub_chain
 from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner, PoolKey
+from egress.transport.proxy_hop import (
+    AsyncHopBackend,
+    HopBackend,
+    classify,
+    current_hop,
+    forget_hop,
+)
 from egress.transport.trust import VerifyTypes, origin_ssl_context, proxy_ssl_context
 
 if TYPE_CHECKING:
@@ -85,7 +76,6 @@ __all__ = [
     "HTTPX_ERRORS",
     "AsyncClient",
     "AsyncEgressTransport",
-    "AsyncHopTracker",
     "Client",
     "EgressTransport",
     "HTTPXProxyAuthRequired",
@@ -95,8 +85,6 @@ __all__ = [
     "HTTPXProxyTLSError",
     "HTTPXProxyUnreachable",
     "HTTPXUnsupportedRoute",
-    "HopTracker",
-    "SyncHopTracker",
 ]
 
 DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS)
@@ -157,231 +145,13 @@ HTTPX_ERRORS: ErrorClasses = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Following httpcore's trace events of one proxied request.
-
-_NO_HEADERS: Mapping[str, str] = {}
-
-
-class HopTracker:
-    """Follows the httpcore ``trace`` events of one proxied request to tell which hop failed.
-
-    In a proxy pool every connection goes to the proxy, so httpcore 1.0.9 reports (checked
-    against Squid 5.7, http:// and https:// proxies):
-
-    ==========================================  ===============================================
-    ``connection.connect_tcp.*``                TCP to the proxy (``complete``: its stream)
-    ``connection.start_tls.*``                  TLS to an ``https://`` proxy
-    ``http11.send_request_headers.started``     ``info["request"].method == b"CONNECT"``: the
-                                                CONNECT; else the request itself (to the proxy
-                                                in absolute form, or to the origin in a tunnel)
-    ``http11.receive_response_headers.complete`` ``return_value`` = (version, status, reason,
-                                                headers): the proxy's answer to CONNECT
-    ``proxy.start_tls.*``                       TLS to the origin, inside the tunnel
-    ==========================================  ===============================================
-
-    A request that reuses a kept-alive connection sees none of the connect events: its first
-    event is the request itself, and the tracker is done. From then on it only passes events
-    on to ``then``, the caller's own hook, which it also puts back in the request's extensions
-    (httpcore reads the hook there for each event) so later events cost nothing extra.
-
-    When the CONNECT is sent, the tracker arms a :mod:`~egress.transport.deadline` of ``limit``
-    seconds (the read timeout) on the proxy's socket; the proxy's answer disarms it.
-    """
-
-    __slots__ = (
-        "_deadline",
-        "_stream",
-        "absolute_form",
-        "done",
-        "extensions",
-        "headers",
-        "limit",
-        "phase",
-        "reason_phrase",
-        "status",
-        "then",
-    )
-
-    def __init__(
-        self,
-        *,
-        absolute_form: bool,
-        then: Any = None,
-        extensions: dict[str, Any] | None = None,
-        limit: float | None = None,
-    ) -> None:
-        self.absolute_form = absolute_form
-        self.then = then
-        """The caller's own trace hook, called after the tracker for every event."""
-        self.extensions = extensions
-        """The request's extensions as httpcore sees them (where the hook is looked up)."""
-        self.limit = limit
-        """The deadline for the proxy's complete answer to CONNECT, in seconds (or None)."""
-        self.phase = "pool"
-        self.done = False
-        self.status: int | None = None
-        self.reason_phrase = ""
-        self.headers: Mapping[str, str] = _NO_HEADERS
-        self._stream: Any = None
-        self._deadline: deadline.Deadline | None = None
-
-    def step(self, name: str, info: Mapping[str, Any]) -> None:
-        """Take one event into account (the sync and async hooks call this)."""
-        if self.done:
-            return
-        if name == "http11.send_request_headers.started":
-            method = getattr(info.get("request"), "method", b"")
-            if method == b"CONNECT":
-                self.phase = "proxy-connect"
-                self._arm()
-            else:
-                self.phase = "proxy-request" if self.absolute_form else "origin"
-                self.done = True
-                self._detach()
-        elif name == "connection.connect_tcp.started":
-            self.phase = "proxy-tcp"
-        elif name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-            self._stream = info.get("return_value")
-        elif name == "connection.start_tls.started":
-            self.phase = "proxy-tls"
-        elif name == "http11.receive_response_headers.complete" and self.phase == "proxy-connect":
-            self._disarm()
-            answer = info.get("return_value")
-            if isinstance(answer, tuple) and len(answer) == 4:
-                _, status, reason, headers = answer
-                self.status = status if isinstance(status, int) else None
-                if isinstance(reason, bytes):
-                    self.reason_phrase = reason.decode("ascii", "replace")
-                self.headers = {
-                    k.decode("latin-1").lower(): v.decode("latin-1")
-                    for k, v in headers
-                    if isinstance(k, bytes) and isinstance(v, bytes)
-                }
-        elif name == "proxy.start_tls.started":
-            self.phase = "origin-tls"
-
-    def _arm(self) -> None:
-        if self.limit is None or self._stream is None:
-            return
-        sock = self._stream.get_extra_info("socket")
-        if sock is not None:
-            self._deadline = deadline.arm(sock, self.limit)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-
-    def _detach(self) -> None:
-        extensions = self.extensions
-        if extensions is not None:
-            if self.then is None:
-                extensions.pop("trace", None)
-            else:
-                extensions["trace"] = self.then
-
-    def close(self) -> None:
-        """The request is answered or failed: disarm the deadline, drop the stream."""
-        self._disarm()
-        self._stream = None
-
-    @property
-    def expired(self) -> bool:
-        """True when the CONNECT deadline passed (the tracker shut the socket down)."""
-        return self._deadline is not None and self._deadline.expired
-
-    def failure(
-        self, exc: httpx.TransportError, planner: Planner, plan: Plan, method: str = "GET"
-    ) -> HopFailure | None:
-        """The proxy-hop failure ``exc`` stands for, or None when it is the origin's own."""
-        decision = plan.decision
-        if self.expired:
-            return proxy_no_answer(decision, "deadline", seconds=self.limit)
-        if isinstance(exc, httpx.ProxyError) or self.phase == "proxy-connect":
-            status = self.status
-            if status is None and isinstance(exc, httpx.ProxyError):
-                status = _status_of(str(exc))
-                if status is not None:
-                    self.reason_phrase = str(exc).strip()[4:]
-            if status is not None and not 200 <= status < 300:
-                return proxy_refused(
-                    decision,
-                    status,
-                    method="CONNECT",
-                    reason_phrase=self.reason_phrase,
-                    detail=proxy_answer_detail(self.headers),
-                    username=planner.settings.proxy.username,
-                )
-            return proxy_no_answer(decision, _no_answer(exc), seconds=self.limit)
-        if self.phase == "proxy-request":
-            return proxy_no_answer(decision, _no_answer(exc), method=method, seconds=self.limit)
-        reason = planner.scrub(_reason(exc))
-        if self.phase == "proxy-tcp":
-            return proxy_unreachable(decision, reason)
-        if self.phase == "proxy-tls":
-            if isinstance(exc, httpx.TimeoutException):
-                return proxy_unreachable(decision, reason, hop="proxy-tls")
-            verify = find_cause(exc, ssl.SSLCertVerificationError)
-            if verify is not None:
-                why = planner.scrub(verify.verify_message or reason)
-                return proxy_tls_failed(decision, why, certificate=True)
-            return proxy_tls_failed(decision, reason, certificate=False)
-        return None
-
-
-class SyncHopTracker(HopTracker):
-    """The tracker as a sync trace hook (``egress.Client``)."""
-
-    __slots__ = ()
-
-    def __call__(self, name: str, info: Mapping[str, Any]) -> None:
-        self.step(name, info)
-        if self.then is not None:
-            self.then(name, info)
-
-
-class AsyncHopTracker(HopTracker):
-    """The tracker as an async trace hook (``egress.AsyncClient``)."""
-
-    __slots__ = ()
-
-    async def __call__(self, name: str, info: Mapping[str, Any]) -> None:
-        self.step(name, info)
-        if self.then is not None:
-            await self.then(name, info)
-
-
-def _status_of(text: str) -> int | None:
-    """The status code httpcore puts first in a refused CONNECT's message ("403 Forbidden")."""
-    head = text.strip()[:3]
-    return int(head) if len(head) == 3 and head.isdigit() else None
-
-
-def _no_answer(exc: httpx.TransportError) -> NoAnswer:
-    """Why the proxy's answer never came, from the httpx error."""
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    if find_cause(exc, h11.RemoteProtocolError) is not None:
-        return "garbage"  # h11 could not read it as HTTP
-    return "closed"
-
-
-def _reason(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.TimeoutException) and not find_cause(exc, OSError):
-        return "timed out"
-    return reason_of(exc)
-
-
-# ---------------------------------------------------------------------------------------------
 # The transports: the shared core, then two thin ones (sync, async).
 
 _Pool = TypeVar("_Pool", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
-_Tracker = TypeVar("_Tracker", SyncHopTracker, AsyncHopTracker)
 
 
-class _Routing(Generic[_Pool, _Tracker]):
+class _Routing(Generic[_Pool]):
     """What the sync and async transports share: the planner, both trusts and the pools."""
-
-    _tracker_class: type[_Tracker]
 
     def __init__(
         self,
@@ -402,7 +172,8 @@ class _Routing(Generic[_Pool, _Tracker]):
         self._limits = limits
         self._retries = retries
         self._pools: dict[PoolKey, _Pool] = {}
-        self._plans: dict[tuple[str, bytes, int | None], Plan] = {}
+        self._routes: dict[tuple[str, bytes, int | None], tuple[Plan, _Pool]] = {}
+        """Per origin (scheme, host, port): its plan and its pool; a request costs one lookup."""
         self._lock = threading.Lock()
 
     @property
@@ -410,17 +181,25 @@ class _Routing(Generic[_Pool, _Tracker]):
         return self._planner.settings
 
     def plan(self, url: httpx.URL | str) -> Plan:
-        """The plan for one request URL, kept per origin (see :class:`Planner`)."""
+        """The plan for one request URL (see :class:`Planner`); the same for a whole origin."""
         if isinstance(url, str):
             url = httpx.URL(url)
+        route = self._routes.get((url.scheme, url.raw_host, url.port))
+        if route is not None:
+            return route[0]
+        return self._planner.plan_origin(url.scheme, url.raw_host.decode("ascii"), url.port)
+
+    def _route(self, url: httpx.URL) -> tuple[Plan, _Pool]:
+        """The plan and pool for ``url``'s origin, planned on first use and then kept."""
         key = (url.scheme, url.raw_host, url.port)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._planner.plan_origin(url.scheme, url.raw_host.decode("ascii"), url.port)
-            if len(self._plans) >= PLAN_CACHE_SIZE:
-                self._plans.clear()
-            self._plans[key] = plan
-        return plan
+        route = self._routes.get(key)
+        if route is None:
+            plan = self.plan(url)
+            route = (plan, self.pool(plan.pool))
+            if len(self._routes) >= PLAN_CACHE_SIZE:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
 
     def pool(self, key: PoolKey) -> _Pool:
         """The pool for ``key``, made on first use and then reused."""
@@ -452,48 +231,21 @@ class _Routing(Generic[_Pool, _Tracker]):
             "trust_env": False,
         }
 
-    def _outgoing(
-        self, request: httpx.Request, plan: Plan
-    ) -> tuple[httpx.Request, _Tracker | None]:
-        """The request handed to the pool, and its tracker on the proxy route.
-
-        Proxied: a :class:`HopTracker` hooked in as the ``trace`` extension, chained with the
-        caller's (and no ``sni_hostname``, which would reach the proxy's TLS). Direct with
-        ``resolve``: the URL's host swapped for the IP, the Host header kept, ``sni_hostname``
-        set to the name. Otherwise ``request`` itself. The caller's request is never changed:
-        httpx builds redirects from it.
-        """
-        if plan.pool.proxy is None and plan.connect_ip is None:
-            return request, None
-        extensions = dict(request.extensions)
-        tracker: _Tracker | None = None
-        url = request.url
-        if plan.pool.proxy is not None:
-            timeouts = extensions.get("timeout")
-            tracker = self._tracker_class(
-                absolute_form=plan.absolute_form,
-                then=extensions.get("trace"),
-                limit=timeouts.get("read") if isinstance(timeouts, dict) else None,
-            )
-            extensions["trace"] = tracker
-            extensions.pop("sni_hostname", None)
-        elif plan.connect_ip is not None:
-            extensions["sni_hostname"] = plan.host
-            url = request.url.copy_with(host=plan.connect_ip)
-        outgoing = httpx.Request(
+    def _pinned(self, request: httpx.Request, plan: Plan) -> httpx.Request:
+        """A copy of ``request`` for a ``resolve`` name: the URL's host swapped for the IP, the
+        Host header kept, ``sni_hostname`` set to the name (the caller's request is untouched:
+        httpx builds redirects from it)."""
+        extensions = {**request.extensions, "sni_hostname": plan.host}
+        return httpx.Request(
             request.method,
-            url,
+            request.url.copy_with(host=plan.connect_ip),
             headers=request.headers,
             stream=request.stream,
             extensions=extensions,
         )
-        if tracker is not None:
-            # httpx copied the dict; httpcore reads this very one for each event's hook
-            tracker.extensions = outgoing.extensions
-        return outgoing, tracker
 
     def _failed(
-        self, exc: httpx.TransportError, request: httpx.Request, plan: Plan, tracker: HopTracker
+        self, exc: httpx.TransportError, request: httpx.Request, plan: Plan
     ) -> Exception | None:
         """The egress error to raise for ``exc`` on the proxy route, or None to let it be.
 
@@ -501,14 +253,15 @@ class _Routing(Generic[_Pool, _Tracker]):
         """
         planner = self._planner
         scrub_chain(exc, planner.secrets)
-        if isinstance(exc, httpx.PoolTimeout) and not tracker.expired:
-            timeouts = request.extensions.get("timeout")
-            seconds = timeouts.get("pool") if isinstance(timeouts, dict) else None
-            failure: HopFailure | None = pool_exhausted(
-                plan.decision, seconds, self._limits.max_connections
-            )
-        else:
-            failure = tracker.failure(exc, planner, plan, request.method)
+        failure = classify(
+            exc,
+            current_hop(),
+            planner,
+            plan,
+            method=request.method,
+            timeouts=request.extensions.get("timeout"),
+            max_connections=self._limits.max_connections,
+        )
         return None if failure is None else failure.error(HTTPX_ERRORS)
 
     def _refusal(self, plan: Plan, response: httpx.Response, method: str) -> HopFailure | None:
@@ -527,31 +280,34 @@ class _Routing(Generic[_Pool, _Tracker]):
         return f"<{type(self).__name__} proxy {state} {shown} pools={len(self._pools)}>"
 
 
-class EgressTransport(_Routing[httpx.HTTPTransport, SyncHopTracker], httpx.BaseTransport):
+class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
     """An httpx transport that routes each request by the router (see the module docstring)."""
 
-    _tracker_class = SyncHopTracker
-
     def _new_pool(self, proxy: httpx.Proxy | None) -> httpx.HTTPTransport:
-        return httpx.HTTPTransport(proxy=proxy, **self._pool_options())
+        pool = httpx.HTTPTransport(proxy=proxy, **self._pool_options())
+        if proxy is not None:
+            # httpx offers no parameter for it: the backend of its httpcore pool is replaced
+            core = pool._pool
+            core._network_backend = HopBackend(core._network_backend)
+        return pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        plan = self.plan(request.url)
-        outgoing, tracker = self._outgoing(request, plan)
-        pool = self._pools.get(plan.pool) or self.pool(plan.pool)
-        if tracker is None:
-            response = pool.handle_request(outgoing)
+        url = request.url
+        plan, pool = self._routes.get((url.scheme, url.raw_host, url.port)) or self._route(url)
+        if plan.pool.proxy is None:
+            if plan.connect_ip is not None:
+                request = self._pinned(request, plan)
+            response = pool.handle_request(request)
             response.extensions[DECISION_EXTENSION] = plan.decision
             return response
+        forget_hop()
         try:
-            response = pool.handle_request(outgoing)
+            response = pool.handle_request(request)
         except httpx.TransportError as exc:
-            error = self._failed(exc, request, plan, tracker)
+            error = self._failed(exc, request, plan)
             if error is not None:
                 raise error from exc
             raise
-        finally:
-            tracker.close()
         if plan.absolute_form:
             refusal = self._refusal(plan, response, request.method)
             if refusal is not None:
@@ -566,37 +322,38 @@ class EgressTransport(_Routing[httpx.HTTPTransport, SyncHopTracker], httpx.BaseT
     def close(self) -> None:
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
+            self._routes = {}
         for pool in pools:
             pool.close()
 
 
-class AsyncEgressTransport(
-    _Routing[httpx.AsyncHTTPTransport, AsyncHopTracker], httpx.AsyncBaseTransport
-):
+class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
     """The async twin of :class:`EgressTransport`; same decisions, same pools per key."""
 
-    _tracker_class = AsyncHopTracker
-
     def _new_pool(self, proxy: httpx.Proxy | None) -> httpx.AsyncHTTPTransport:
-        return httpx.AsyncHTTPTransport(proxy=proxy, **self._pool_options())
+        pool = httpx.AsyncHTTPTransport(proxy=proxy, **self._pool_options())
+        if proxy is not None:
+            core = pool._pool
+            core._network_backend = AsyncHopBackend(core._network_backend)
+        return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        plan = self.plan(request.url)
-        outgoing, tracker = self._outgoing(request, plan)
-        pool = self._pools.get(plan.pool) or self.pool(plan.pool)
-        if tracker is None:
-            response = await pool.handle_async_request(outgoing)
+        url = request.url
+        plan, pool = self._routes.get((url.scheme, url.raw_host, url.port)) or self._route(url)
+        if plan.pool.proxy is None:
+            if plan.connect_ip is not None:
+                request = self._pinned(request, plan)
+            response = await pool.handle_async_request(request)
             response.extensions[DECISION_EXTENSION] = plan.decision
             return response
+        forget_hop()
         try:
-            response = await pool.handle_async_request(outgoing)
+            response = await pool.handle_async_request(request)
         except httpx.TransportError as exc:
-            error = self._failed(exc, request, plan, tracker)
+            error = self._failed(exc, request, plan)
             if error is not None:
                 raise error from exc
             raise
-        finally:
-            tracker.close()
         if plan.absolute_form:
             refusal = self._refusal(plan, response, request.method)
             if refusal is not None:
@@ -611,6 +368,7 @@ class AsyncEgressTransport(
     async def aclose(self) -> None:
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
+            self._routes = {}
         for pool in pools:
             await pool.aclose()
 
