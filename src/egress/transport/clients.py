@@ -160,6 +160,7 @@ class _Routing(Generic[_Pool]):
         verify: VerifyTypes = True,
         limits: httpx.Limits = DEFAULT_LIMITS,
         retries: int = 0,
+        network_backend: Any = None,
     ) -> None:
         self._planner = Planner(settings, errors=HTTPX_ERRORS)
         self._origin_context = origin_ssl_context(settings.proxy, verify)
@@ -171,6 +172,8 @@ class _Routing(Generic[_Pool]):
         )
         self._limits = limits
         self._retries = retries
+        self._network_backend = network_backend
+        """Under the proxy pools' watch, instead of httpcore's own (tests: its mock backend)."""
         self._pools: dict[PoolKey, _Pool] = {}
         self._routes: dict[tuple[str, bytes, int | None], tuple[Plan, _Pool]] = {}
         """Per origin (scheme, host, port): its plan and its pool; a request costs one lookup."""
@@ -262,7 +265,7 @@ class _Routing(Generic[_Pool]):
             timeouts=request.extensions.get("timeout"),
             max_connections=self._limits.max_connections,
         )
-        return None if failure is None else failure.error(HTTPX_ERRORS)
+        return None if failure is None else failure.error(HTTPX_ERRORS, planner.secrets)
 
     def _refusal(self, plan: Plan, response: httpx.Response, method: str) -> HopFailure | None:
         return refusal_by_proxy(
@@ -288,7 +291,7 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
         if proxy is not None:
             # httpx offers no parameter for it: the backend of its httpcore pool is replaced
             core = pool._pool
-            core._network_backend = HopBackend(core._network_backend)
+            core._network_backend = HopBackend(self._network_backend or core._network_backend)
         return pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -315,7 +318,7 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
                     response.read()  # so the connection to the proxy goes back to the pool
                 finally:
                     response.close()
-                raise refusal.error(HTTPX_ERRORS)
+                raise refusal.error(HTTPX_ERRORS, self._planner.secrets)
         response.extensions[DECISION_EXTENSION] = plan.decision
         return response
 
@@ -334,7 +337,8 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
         pool = httpx.AsyncHTTPTransport(proxy=proxy, **self._pool_options())
         if proxy is not None:
             core = pool._pool
-            core._network_backend = AsyncHopBackend(core._network_backend)
+            backend = self._network_backend or core._network_backend
+            core._network_backend = AsyncHopBackend(backend)
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -361,7 +365,7 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
                     await response.aread()
                 finally:
                     await response.aclose()
-                raise refusal.error(HTTPX_ERRORS)
+                raise refusal.error(HTTPX_ERRORS, self._planner.secrets)
         response.extensions[DECISION_EXTENSION] = plan.decision
         return response
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeAlias, TypeVar
 
@@ -78,10 +79,15 @@ class HopFailure:
     target: str
     status: int | None = None
 
-    def error(self, classes: ErrorClasses) -> EgressTransportError:
-        """The exception to raise, from the caller's classes (httpx- or requests-flavoured)."""
+    def error(self, classes: ErrorClasses, secrets: Iterable[str] = ()) -> EgressTransportError:
+        """The exception to raise, from the caller's classes (httpx- or requests-flavoured).
+
+        ``secrets`` are masked in the message: parts of it (a reason phrase, an error code)
+        are the proxy's words, and a misbehaving proxy may echo what it was sent.
+        """
+        wanted = [s for s in secrets if s]
         return classes[self.kind](
-            self.message,
+            scrub(self.message, wanted) if wanted else self.message,
             proxy=self.proxy,
             target=self.target,
             hop=self.hop,
@@ -321,14 +327,13 @@ _E = TypeVar("_E", bound=BaseException)
 
 
 def find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
-    """The first exception of ``kind`` in ``exc``'s cause/context chain (``exc`` included)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
+    """The nearest exception of ``kind`` behind ``exc`` (``exc`` included): in its causes and
+    contexts, and in the exceptions libraries keep in ``args`` (httpcore, urllib3), ``reason``
+    or ``original_error`` (urllib3). httpcore's pool re-raises ``from None``, so the chain
+    alone can lose the OS's error."""
+    for item in _chain(exc):
+        if isinstance(item, kind):
+            return item
     return None
 
 
@@ -348,22 +353,23 @@ def reason_of(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    """Every exception reachable from ``exc``: causes, contexts, and exceptions held in args
-    or in the attributes libraries keep them in (urllib3's ``reason``, ``original_error``)."""
-    todo: list[object] = [exc]
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """Every exception reachable from ``exc``, nearest first: causes, contexts, and exceptions
+    held in args or in the attributes libraries keep them in (urllib3's ``reason``,
+    ``original_error``)."""
+    todo: deque[object] = deque([exc])
     seen: set[int] = set()
     while todo:
-        item = todo.pop()
+        item = todo.popleft()
         if not isinstance(item, BaseException) or id(item) in seen:
             continue
         seen.add(id(item))
         yield item
-        todo.extend(item.args)
         todo.extend(
             (
                 item.__cause__,
                 item.__context__,
+                *item.args,
                 getattr(item, "reason", None),
                 getattr(item, "original_error", None),
             )

@@ -64,6 +64,8 @@ Phase = Literal["proxy-tcp", "proxy-tls", "proxy-connect", "proxy-request", "ori
 
 ANSWER_LIMIT = 16 * 1024
 """How much of the proxy's answer to CONNECT is kept for the message (status and headers)."""
+FIRST_BYTES = 16
+"""How much of the first answer on a connection in absolute form is kept: is it HTTP at all?"""
 
 _CURRENT: contextvars.ContextVar[ProxyHop | None] = contextvars.ContextVar(
     "egress_proxy_hop", default=None
@@ -125,7 +127,12 @@ class ProxyHop:
 
     def tunnel_up(self) -> None:
         self.phase = "origin-tls"
-        self.answer = bytearray()
+        self.answer = bytearray(b"HTTP/")  # done with: nothing more is recorded
+
+    def not_http(self) -> bool:
+        """True when what the proxy sent first cannot be the start of an HTTP answer."""
+        head = bytes(self.answer[:5])
+        return bool(head) and not b"HTTP/".startswith(head)
 
 
 class HopStream(httpcore.NetworkStream):
@@ -138,7 +145,10 @@ class HopStream(httpcore.NetworkStream):
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         hop = self._hop
         if hop.phase != "proxy-connect":
-            return self._inner.read(max_bytes, timeout)
+            data = self._inner.read(max_bytes, timeout)
+            if not hop.answer:
+                hop.got(data[:FIRST_BYTES])
+            return data
         try:
             data = self._inner.read(max_bytes, hop.read_timeout(timeout))
         except httpcore.ReadTimeout:
@@ -212,7 +222,10 @@ class AsyncHopStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         hop = self._hop
         if hop.phase != "proxy-connect":
-            return await self._inner.read(max_bytes, timeout)
+            data = await self._inner.read(max_bytes, timeout)
+            if not hop.answer:
+                hop.got(data[:FIRST_BYTES])
+            return data
         try:
             data = await self._inner.read(max_bytes, hop.read_timeout(timeout))
         except httpcore.ReadTimeout:
@@ -343,15 +356,16 @@ def classify(
             if text[:3].isdigit():  # httpcore words a refusal "403 Forbidden"
                 status, phrase = int(text[:3]), text[4:]
         if status is not None and not 200 <= status < 300:
+            detail = proxy_answer_detail(headers)
             return proxy_refused(
                 decision,
                 status,
                 method="CONNECT",
-                reason_phrase=phrase,
-                detail=proxy_answer_detail(headers),
+                reason_phrase=planner.scrub(phrase),
+                detail=planner.scrub(detail) if detail else None,
                 username=planner.settings.proxy.username,
             )
-        return proxy_no_answer(decision, _no_answer(exc), seconds=read)
+        return proxy_no_answer(decision, _no_answer(exc, hop), seconds=read)
     if phase is None and isinstance(exc, httpx.PoolTimeout):
         pool = timeouts.get("pool") if isinstance(timeouts, dict) else None
         return pool_exhausted(decision, pool, max_connections)
@@ -359,12 +373,14 @@ def classify(
         exc, httpx.NetworkError | httpx.TimeoutException | httpx.RemoteProtocolError
     ):
         # plain HTTP in absolute form: the proxy is the only peer of the request
-        return proxy_no_answer(decision, _no_answer(exc), method=method, seconds=read)
+        return proxy_no_answer(decision, _no_answer(exc, hop), method=method, seconds=read)
     return None
 
 
-def _no_answer(exc: httpx.TransportError) -> NoAnswer:
-    """Why the proxy's answer never came, from the httpx error."""
+def _no_answer(exc: httpx.TransportError, hop: ProxyHop | None) -> NoAnswer:
+    """Why the proxy's answer never came, from the httpx error and what the proxy sent."""
+    if hop is not None and hop.not_http():
+        return "garbage"  # whatever answers there, it is not an HTTP proxy
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
     if find_cause(exc, h11.RemoteProtocolError) is not None:

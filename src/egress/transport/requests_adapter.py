@@ -269,7 +269,7 @@ class EgressAdapter(HTTPAdapter):
             scrub_chain(exc, self._planner.secrets)
             failure = self._failure(exc, plan, request.method or "GET", read_timeout)
             if failure is not None:
-                error = failure.error(REQUESTS_ERRORS)
+                error = failure.error(REQUESTS_ERRORS, self._planner.secrets)
                 if isinstance(error, requests.RequestException):
                     error.request = request
                 raise error from exc
@@ -296,7 +296,7 @@ class EgressAdapter(HTTPAdapter):
         )
         if refusal is not None:
             response.close()
-            error = refusal.error(REQUESTS_ERRORS)
+            error = refusal.error(REQUESTS_ERRORS, self._planner.secrets)
             if isinstance(error, requests.RequestException):
                 error.request = request
                 error.response = response
@@ -363,10 +363,10 @@ class EgressAdapter(HTTPAdapter):
         """The proxy-hop failure behind a requests exception, or None for the origin's own."""
         decision = plan.decision
         scrub = self._planner.scrub
-        missing = _find_in_chain(exc, ConnectAnswerMissing)
+        missing = find_cause(exc, ConnectAnswerMissing)
         if missing is not None:
             return proxy_no_answer(decision, missing.why, seconds=missing.seconds)
-        wrapped = _find_in_chain(exc, urllib3.exceptions.ProxyError)
+        wrapped = find_cause(exc, urllib3.exceptions.ProxyError)
         if wrapped is None:
             if not plan.absolute_form or not isinstance(
                 exc, requests.ConnectionError | requests.Timeout
@@ -414,25 +414,9 @@ def _read_timeout(timeout: Any) -> float | None:
     return float(timeout) if isinstance(timeout, int | float) else None
 
 
-def _find_in_chain(exc: BaseException, kind: type[Any]) -> Any:
-    """The first exception of ``kind`` behind a requests exception (args, ``reason``, causes)."""
-    todo: list[object] = [exc]
-    seen: set[int] = set()
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, kind):
-            return item
-        todo.extend(item.args)
-        todo.extend((getattr(item, "reason", None), item.__cause__, item.__context__))
-    return None
-
-
 def _innermost(exc: BaseException) -> BaseException:
     """The lowest-level error behind a requests exception (http.client's or the socket's)."""
-    low = _find_in_chain(exc, http.client.HTTPException) or _find_in_chain(exc, OSError)
+    low = find_cause(exc, http.client.HTTPException) or find_cause(exc, OSError)
     return low if isinstance(low, BaseException) else exc
 
 
