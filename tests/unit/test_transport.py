@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -745,6 +747,30 @@ def test_decision_is_attached_to_responses() -> None:
         response = client.get("https://wiki.corp.example/")
     decision = response.extensions[DECISION_EXTENSION]
     assert (decision.route, decision.rule) == ("direct", "excluded:.corp.example")
+
+
+@pytest.mark.parametrize(
+    ("code", "absent"),
+    [
+        ("egress.requests_session(settings).get('https://api.example.org/', timeout=1)", "httpx"),
+        ("egress.Client(settings).get('https://api.example.org/', timeout=1)", "requests"),
+        ("from egress.transport import Planner, origin_ssl_context, DIRECT", "httpx"),
+    ],
+    ids=["requests_session", "Client", "the-shared-parts"],
+)
+def test_each_client_loads_only_its_own_library(code: str, absent: str) -> None:
+    script = (
+        "import sys, egress\n"
+        "settings = egress.Settings.from_proxy('http://127.0.0.1:9', env={})\n"
+        f"try:\n    {code}\nexcept egress.EgressError:\n    pass\n"
+        f"loaded = sorted(m for m in sys.modules if m.split('.')[0] == {absent!r})\n"
+        "print(loaded)\n"
+        "sys.exit(1 if loaded else 0)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_lazy_exports() -> None:

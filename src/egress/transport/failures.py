@@ -14,7 +14,9 @@ the proxy http://127.0.0.1:3128 gave no complete answer to CONNECT to api.tomtom
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import ssl
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -337,14 +339,20 @@ def find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
     return None
 
 
+_OWN_WORDS = (ssl.SSLError, socket.gaierror, socket.herror)
+"""OS errors whose number is not an errno: their own words are the reason."""
+
+
 def reason_of(exc: BaseException) -> str:
     """A short reason for a message: the OS's or OpenSSL's words, else the exception's."""
     verify = find_cause(exc, ssl.SSLCertVerificationError)
     if verify is not None and verify.verify_message:
         return verify.verify_message
-    os_error = find_cause(exc, OSError)
-    if os_error is not None and os_error.strerror:
-        return os_error.strerror
+    for item in _chain(exc):
+        if isinstance(item, OSError) and item.strerror:
+            if item.errno and item.errno > 0 and not isinstance(item, _OWN_WORDS):
+                return os.strerror(item.errno)  # asyncio words a refusal its own way
+            return item.strerror
     if find_cause(exc, TimeoutError) is not None:
         return "timed out"
     text = printable(str(exc).strip())[:200]
@@ -354,9 +362,9 @@ def reason_of(exc: BaseException) -> str:
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """Every exception reachable from ``exc``, nearest first: causes, contexts, and exceptions
-    held in args or in the attributes libraries keep them in (urllib3's ``reason``,
-    ``original_error``)."""
+    """Every exception reachable from ``exc``, nearest first: causes, contexts, the members of
+    an exception group (anyio's failed connection attempts), and exceptions held in args or in
+    the attributes libraries keep them in (urllib3's ``reason``, ``original_error``)."""
     todo: deque[object] = deque([exc])
     seen: set[int] = set()
     while todo:
@@ -370,6 +378,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
                 item.__cause__,
                 item.__context__,
                 *item.args,
+                *getattr(item, "exceptions", ()),
                 getattr(item, "reason", None),
                 getattr(item, "original_error", None),
             )

@@ -336,8 +336,6 @@ def classify(
     decision = plan.decision
     read = timeouts.get("read") if isinstance(timeouts, dict) else None
     phase = hop.phase if hop is not None else None
-    if hop is not None and hop.expired:
-        return proxy_no_answer(decision, "deadline", seconds=hop.limit)
     if phase == "proxy-tcp":
         return proxy_unreachable(decision, planner.scrub(_reason(exc)))
     if phase == "proxy-tls":
@@ -365,7 +363,9 @@ def classify(
                 detail=planner.scrub(detail) if detail else None,
                 username=planner.settings.proxy.username,
             )
-        return proxy_no_answer(decision, _no_answer(exc, hop), seconds=read)
+        why = _no_answer(exc, hop)
+        seconds = hop.limit if hop is not None and hop.expired else read
+        return proxy_no_answer(decision, why, seconds=seconds)
     if phase is None and isinstance(exc, httpx.PoolTimeout):
         pool = timeouts.get("pool") if isinstance(timeouts, dict) else None
         return pool_exhausted(decision, pool, max_connections)
@@ -381,6 +381,8 @@ def _no_answer(exc: httpx.TransportError, hop: ProxyHop | None) -> NoAnswer:
     """Why the proxy's answer never came, from the httpx error and what the proxy sent."""
     if hop is not None and hop.not_http():
         return "garbage"  # whatever answers there, it is not an HTTP proxy
+    if hop is not None and hop.expired:
+        return "deadline" if hop.answer else "timeout"  # a part came, or nothing at all
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
     if find_cause(exc, h11.RemoteProtocolError) is not None:

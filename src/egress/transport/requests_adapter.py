@@ -33,7 +33,6 @@ import base64
 import contextvars
 import http.client
 import re
-import socket
 import ssl
 import threading
 from collections.abc import Mapping
@@ -178,18 +177,23 @@ class _DeadlineHTTPSConnectionPool(HTTPSConnectionPool):
 
 def _no_answer(exc: BaseException, guard: deadline.Deadline | None) -> NoAnswer:
     """Why a proxy's answer never came, from http.client's and urllib3's errors."""
+    nothing = find_cause(exc, http.client.RemoteDisconnected) is not None
     if guard is not None and guard.expired:
-        return "deadline"
-    if find_cause(exc, TimeoutError) or find_cause(exc, urllib3.exceptions.TimeoutError):
+        return "timeout" if nothing else "deadline"  # nothing came, or only a part
+    if find_cause(exc, TimeoutError) or find_cause(exc, urllib3.exceptions.ReadTimeoutError):
         return "timeout"
+    if nothing:
+        return "closed"
     bad = find_cause(exc, http.client.BadStatusLine)
-    if bad is not None and not isinstance(bad, http.client.RemoteDisconnected):
+    if bad is not None:
         line = str(bad.args[0]) if bad.args else ""
         # a line cut short by the end of the connection is a close, not garbage
-        return "garbage" if line.endswith("\n") or not line else "closed"
-    if find_cause(exc, http.client.HTTPException) is not None and not find_cause(
-        exc, http.client.RemoteDisconnected
-    ):
+        return (
+            "garbage"
+            if line.endswith("\n") or not line.startswith("HTTP/"[: len(line)])
+            else "closed"
+        )
+    if find_cause(exc, http.client.HTTPException) is not None:
         return "garbage"
     return "closed"
 
@@ -387,21 +391,22 @@ class EgressAdapter(HTTPAdapter):
                 reason_phrase=refused.group(2).strip(),
                 username=self.settings.proxy.username,
             )
-        timeout = find_cause(inner, urllib3.exceptions.TimeoutError)
+        if find_cause(inner, http.client.HTTPException) is not None:
+            # connected, but what came back was no answer (urllib3 still says "unable to connect")
+            why = _no_answer(inner, None)
+            if plan.absolute_form:
+                return proxy_no_answer(decision, why, method=method, seconds=read_timeout)
+            return proxy_no_answer(decision, why, seconds=read_timeout)
         ssl_error = find_cause(inner, ssl.SSLError) or find_cause(
             inner, urllib3.exceptions.SSLError
         )
-        if ssl_error is not None and timeout is None:
+        if ssl_error is not None and find_cause(inner, TimeoutError) is None:
             verify = find_cause(ssl_error, ssl.SSLCertVerificationError)
-            if verify is None and ssl_error.args and isinstance(ssl_error.args[0], BaseException):
-                verify = find_cause(ssl_error.args[0], ssl.SSLCertVerificationError)
             if verify is not None:
                 return proxy_tls_failed(
                     decision, scrub(verify.verify_message or str(verify)), certificate=True
                 )
             return proxy_tls_failed(decision, scrub(reason_of(ssl_error)), certificate=False)
-        if timeout is not None or find_cause(inner, socket.timeout) is not None:
-            return proxy_unreachable(decision, "timed out")
         return proxy_unreachable(decision, scrub(reason_of(inner)))
 
 
