@@ -351,7 +351,7 @@ def test_queued_requests_on_a_dead_proxy_get_egress_errors(
             assert isinstance(error, ProxyUnreachable) and isinstance(error, httpx.PoolTimeout)
             assert str(error).startswith(
                 f"no connection to the proxy {proxy.url} became free for "
-                f"{names.API_SAAS}:443 within 0.5 s (all 1 connections to it are busy): "
+                f"{names.API_SAAS}:443 within 0.5 s (its one connection is busy): "
             )
 
 

@@ -774,6 +774,11 @@ def test_each_client_loads_only_its_own_library(code: str, absent: str) -> None:
 
 
 def test_lazy_exports() -> None:
+    import egress.requests_adapter  # the module's old place
+
+    assert egress.requests_adapter.RequestsProxyDenied is RequestsProxyDenied
+    assert egress.transport.RequestsProxyDenied is RequestsProxyDenied
+    assert egress.transport.HTTPXProxyDenied is HTTPXProxyDenied
     assert egress.Client is egress.transport.Client
     assert egress.requests_session is requests_session
     with pytest.raises(AttributeError):

@@ -8,7 +8,7 @@ never loads httpx and ``egress.Client`` never loads requests:
 - :mod:`~egress.transport.failures`: which hop failed, as :class:`HopFailure` data, with one
   message catalogue for every client, and the reading of a proxy's own answers;
 - :mod:`~egress.transport.trust`: the two SSL contexts (origin, proxy), never process-wide;
-- :mod:`~egress.transport.deadline`: the overall deadline of a CONNECT exchange;
+- :mod:`~egress.transport.deadline`: the overall deadline of a CONNECT exchange (requests);
 - :mod:`~egress.transport.proxy_hop` (httpcore): the streams of the proxy pools, watched while
   a connection to the proxy is set up, to tell which hop failed;
 - :mod:`~egress.transport.clients` (httpx): ``Client``, ``AsyncClient`` and their transports;

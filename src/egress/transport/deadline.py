@@ -1,11 +1,13 @@
-"""An overall deadline for the CONNECT exchange, which no per-read timeout gives.
+"""An overall deadline for ``requests``' CONNECT exchange, which no per-read timeout gives.
 
-httpcore, anyio and http.client bound each *read* of the proxy's answer to CONNECT, so a proxy
-that drip-feeds its answer (a byte every 2 s against a 3 s timeout) keeps a client waiting as
-long as it likes. :func:`arm` sets a deadline on one socket: one daemon thread (started on first
-use, shared by every client) shuts the socket down when the deadline passes, which ends the
-blocked read at once, sync or async; the client then sees ``expired`` and names the CONNECT
-hop. A deadline costs nothing per request: it is armed only while a new tunnel is being set up.
+http.client bounds each *read* of the proxy's answer to CONNECT (with urllib3's connect
+timeout), so a proxy that drip-feeds its answer (a byte every 2 s against a 3 s timeout) keeps
+a ``requests`` session waiting as long as it likes. :func:`arm` sets a deadline on one socket:
+one daemon thread (started on first use, shared by every session) shuts the socket down when the
+deadline passes, which ends the blocked read at once; the adapter then sees ``expired`` and
+names the CONNECT hop. It costs nothing per request: it is armed only while a tunnel is set up.
+(The httpx clients need no thread: their proxy streams give each read only what is left of the
+deadline, see :mod:`egress.transport.proxy_hop`.)
 
 >>> import socket
 >>> a, b = socket.socketpair()

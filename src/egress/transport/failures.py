@@ -139,7 +139,10 @@ def pool_exhausted(decision: Decision, seconds: float | None, limit: int | None)
     Seen when the proxy is down or stalls: every pooled connection is stuck on it.
     """
     within = f" within {seconds:g} s" if seconds is not None else ""
-    busy = f"all {limit} connections to it are busy" if limit else "every connection is busy"
+    if limit == 1:
+        busy = "its one connection is busy"
+    else:
+        busy = f"all {limit} connections to it are busy" if limit else "its connections are busy"
     return _failure(
         "pool",
         decision,
