@@ -425,6 +425,29 @@ def test_async_client_names_the_same_hops() -> None:
     assert isinstance(ok, httpx.Response) and ok.status_code == 204
 
 
+class _ScriptedBackend(httpcore.NetworkBackend):
+    """Each new connection reads the next script of answers."""
+
+    def __init__(self, *scripts: list[bytes]) -> None:
+        self.scripts = list(scripts)
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        return httpcore.MockStream(self.scripts.pop(0))
+
+
+def test_an_earlier_requests_proxy_failure_is_not_blamed_for_an_origin_failure() -> None:
+    backend = _ScriptedBackend([ESTABLISHED, NO_CONTENT], [DENIED])
+    transport = EgressTransport(HTTP_PROXY, network_backend=backend)
+    with httpx.Client(transport=transport) as client:
+        assert client.get("https://a.example.org/").status_code == 204  # a tunnel, kept alive
+        with pytest.raises(ProxyDenied):
+            client.get("https://b.example.org/")  # a refused CONNECT, on a new connection
+        # the kept-alive tunnel's origin hangs up: the origin's failure, not the proxy's
+        with pytest.raises(httpx.RemoteProtocolError) as excinfo:
+            client.get("https://a.example.org/again")
+    assert not isinstance(excinfo.value, EgressTransportError)
+
+
 def test_connect_answer_has_a_deadline() -> None:
     hop = ProxyHop()
     hop.wrote(b"CONNECT api.example.org:443 HTTP/1.1\r\n\r\n")

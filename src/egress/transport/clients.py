@@ -57,11 +57,11 @@ from egress.settings import ProxyURL, Settings
 from egress.transport.failures import ErrorClasses, HopFailure, refusal_by_proxy, scrub_chain
 from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner, PoolKey
 from egress.transport.proxy_hop import (
+    HOPS_STARTED,
     AsyncHopBackend,
     HopBackend,
     classify,
     current_hop,
-    forget_hop,
 )
 from egress.transport.trust import VerifyTypes, origin_ssl_context, proxy_ssl_context
 
@@ -175,8 +175,9 @@ class _Routing(Generic[_Pool]):
         self._network_backend = network_backend
         """Under the proxy pools' watch, instead of httpcore's own (tests: its mock backend)."""
         self._pools: dict[PoolKey, _Pool] = {}
-        self._routes: dict[tuple[str, bytes, int | None], tuple[Plan, _Pool]] = {}
-        """Per origin (scheme, host, port): its plan and its pool; a request costs one lookup."""
+        self._routes: dict[tuple[str, bytes, int | None], tuple[Plan, _Pool, bool]] = {}
+        """Per origin (scheme, host, port): its plan, its pool, and whether that is a proxy's;
+        a request costs one lookup."""
         self._lock = threading.Lock()
 
     @property
@@ -192,13 +193,13 @@ class _Routing(Generic[_Pool]):
             return route[0]
         return self._planner.plan_origin(url.scheme, url.raw_host.decode("ascii"), url.port)
 
-    def _route(self, url: httpx.URL) -> tuple[Plan, _Pool]:
+    def _route(self, url: httpx.URL) -> tuple[Plan, _Pool, bool]:
         """The plan and pool for ``url``'s origin, planned on first use and then kept."""
         key = (url.scheme, url.raw_host, url.port)
         route = self._routes.get(key)
         if route is None:
             plan = self.plan(url)
-            route = (plan, self.pool(plan.pool))
+            route = (plan, self.pool(plan.pool), plan.pool.proxy is not None)
             if len(self._routes) >= PLAN_CACHE_SIZE:
                 self._routes.clear()
             self._routes[key] = route
@@ -248,7 +249,7 @@ class _Routing(Generic[_Pool]):
         )
 
     def _failed(
-        self, exc: httpx.TransportError, request: httpx.Request, plan: Plan
+        self, exc: httpx.TransportError, request: httpx.Request, plan: Plan, started: int
     ) -> Exception | None:
         """The egress error to raise for ``exc`` on the proxy route, or None to let it be.
 
@@ -258,7 +259,7 @@ class _Routing(Generic[_Pool]):
         scrub_chain(exc, planner.secrets)
         failure = classify(
             exc,
-            current_hop(),
+            current_hop(started),
             planner,
             plan,
             method=request.method,
@@ -296,18 +297,19 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        plan, pool = self._routes.get((url.scheme, url.raw_host, url.port)) or self._route(url)
-        if plan.pool.proxy is None:
+        route = self._routes.get((url.scheme, url.raw_host, url.port)) or self._route(url)
+        plan, pool, proxied = route
+        if not proxied:
             if plan.connect_ip is not None:
                 request = self._pinned(request, plan)
             response = pool.handle_request(request)
             response.extensions[DECISION_EXTENSION] = plan.decision
             return response
-        forget_hop()
+        started = HOPS_STARTED[0]
         try:
             response = pool.handle_request(request)
         except httpx.TransportError as exc:
-            error = self._failed(exc, request, plan)
+            error = self._failed(exc, request, plan, started)
             if error is not None:
                 raise error from exc
             raise
@@ -343,18 +345,19 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        plan, pool = self._routes.get((url.scheme, url.raw_host, url.port)) or self._route(url)
-        if plan.pool.proxy is None:
+        route = self._routes.get((url.scheme, url.raw_host, url.port)) or self._route(url)
+        plan, pool, proxied = route
+        if not proxied:
             if plan.connect_ip is not None:
                 request = self._pinned(request, plan)
             response = await pool.handle_async_request(request)
             response.extensions[DECISION_EXTENSION] = plan.decision
             return response
-        forget_hop()
+        started = HOPS_STARTED[0]
         try:
             response = await pool.handle_async_request(request)
         except httpx.TransportError as exc:
-            error = self._failed(exc, request, plan)
+            error = self._failed(exc, request, plan, started)
             if error is not None:
                 raise error from exc
             raise

@@ -17,9 +17,10 @@ first ``write``: anything else        a plain-HTTP request in absolute form:    
 
 The stream of a tunnel hands out the origin's TLS stream itself: once the tunnel is up, egress
 is no longer in the way, and a request on a kept-alive connection costs nothing here. A request
-learns about the setup it caused through a context variable (:func:`current_hop`), which the
-transport clears before each request: a failure with no hop recorded happened on a kept-alive
-connection.
+learns about the setup it caused through a context variable (:func:`current_hop`): hops are
+numbered (:data:`HOPS_STARTED`), and one numbered above the count a request saw when it started
+is that request's own; any other is an earlier request's, and the failure happened on a
+kept-alive connection.
 
 The proxy's answer to CONNECT has a deadline, the CONNECT's read timeout: each read of it waits
 only for what is left, so a proxy that drip-feeds its answer cannot hold a request longer.
@@ -72,22 +73,25 @@ _CURRENT: contextvars.ContextVar[ProxyHop | None] = contextvars.ContextVar(
 )
 
 
-def current_hop() -> ProxyHop | None:
-    """The setup of the proxy connection the current request caused, if it caused one."""
-    return _CURRENT.get()
+HOPS_STARTED = [0]
+"""How many connections to a proxy were set up so far (one item, read before each request)."""
 
 
-def forget_hop() -> None:
-    """Clear :func:`current_hop` (the transport does before each proxied request)."""
-    _CURRENT.set(None)
+def current_hop(started: int) -> ProxyHop | None:
+    """The setup of the proxy connection the current request caused, if it caused one;
+    ``started`` is :data:`HOPS_STARTED` as the request found it."""
+    hop = _CURRENT.get()
+    return hop if hop is not None and hop.number > started else None
 
 
 class ProxyHop:
     """The setup of one connection to the proxy, as its stream sees it (see the table above)."""
 
-    __slots__ = ("answer", "deadline", "expired", "limit", "phase")
+    __slots__ = ("answer", "deadline", "expired", "limit", "number", "phase")
 
     def __init__(self) -> None:
+        HOPS_STARTED[0] += 1
+        self.number = HOPS_STARTED[0]
         self.phase: Phase = "proxy-tcp"
         self.answer = bytearray()
         """The start of the proxy's answer to CONNECT."""
