@@ -1,7 +1,9 @@
 """The transport's socket-free parts: pool choice, resolve rewriting, hop errors, trust, repr.
 
-The same code carries real traffic in tests/integration/test_transport.py; here each decision is
-checked on its own, with synthetic httpcore trace events and library exceptions.
+The same code carries real traffic in tests/integration/test_transport.py (and meets faulty
+proxies in tests/integration/test_transport_faults.py); here each decision is checked on its own:
+real httpcore driven by its own mock network (``httpcore.MockBackend``, canned proxy answers)
+for which hop failed, and library exceptions for the requests adapter.
 """
 
 from __future__ import annotations

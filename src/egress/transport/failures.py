@@ -184,7 +184,8 @@ def proxy_refused(
     """  # noqa: E501
     target = decision.target
     what = f"{method} to {target.authority}"
-    detail = printable(detail)[:80] if detail else None
+    # the proxy's words, bounded; escaping control characters is the job of whoever prints
+    detail = detail[:80] if detail else None
     code = f"{status}, {detail}" if detail else str(status)
     hop = "proxy-connect" if method == "CONNECT" else "proxy-request"
     proxy = _proxy_name(decision)
@@ -215,7 +216,7 @@ def proxy_refused(
             hop,
             status,
         )
-    phrase = f"{status} {printable(reason_phrase)[:80]}".strip()
+    phrase = f"{status} {reason_phrase[:80]}".strip()
     code = f"{phrase}, {detail}" if detail else phrase
     if status >= 500:
         hint = (
