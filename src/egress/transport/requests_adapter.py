@@ -187,12 +187,9 @@ def _no_answer(exc: BaseException, guard: deadline.Deadline | None) -> NoAnswer:
     bad = find_cause(exc, http.client.BadStatusLine)
     if bad is not None:
         line = str(bad.args[0]) if bad.args else ""
-        # a line cut short by the end of the connection is a close, not garbage
-        return (
-            "garbage"
-            if line.endswith("\n") or not line.startswith("HTTP/"[: len(line)])
-            else "closed"
-        )
+        http_like = line.startswith("HTTP/") or "HTTP/".startswith(line)
+        # the start of a status line, cut short by the end of the connection, is a close
+        return "closed" if http_like and not line.endswith("\n") else "garbage"
     if find_cause(exc, http.client.HTTPException) is not None:
         return "garbage"
     return "closed"
