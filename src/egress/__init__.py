@@ -38,15 +38,15 @@ from egress.settings import (
 )
 
 if TYPE_CHECKING:
-    from egress.requests_adapter import requests_session
-    from egress.transport import AsyncClient, Client
+    from egress.transport.clients import AsyncClient, Client
+    from egress.transport.requests_adapter import requests_session
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Client": "egress.transport",
-    "AsyncClient": "egress.transport",
-    "requests_session": "egress.requests_adapter",
+    "Client": "egress.transport.clients",
+    "AsyncClient": "egress.transport.clients",
+    "requests_session": "egress.transport.requests_adapter",
 }
 
 

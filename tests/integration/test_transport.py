@@ -42,12 +42,12 @@ from egress import (
     URLError,
 )
 from egress.settings import REDACTED, load_settings_from_mapping
-from egress.transport import DECISION_EXTENSION
+from egress.transport.clients import DECISION_EXTENSION
 
 pytestmark = pytest.mark.integration
 
 SENTINEL_HOST = names.GOOGLEAPIS  # used only to mark "everything before this is logged"
-WRONG_PASSWORD = "not-alices-Pa55word"
+WRONG_PASSWORD = "not/alices@Pa55word"  # "/" and "@": masking must not rely on a pattern
 DATABRICKS = "dbc-a1b2c3d4-e5f6.cloud.databricks.com"
 
 

@@ -1,0 +1,149 @@
+"""How one request is carried out: the router's decision, then the pool and the address.
+
+Shared by ``egress.Client``, ``egress.AsyncClient`` and ``egress.requests_session``; pure (no
+I/O, no HTTP library). The route never depends on a URL's path or query, so the httpx
+transports plan once per origin (:meth:`Planner.plan_origin`) and keep the plan.
+
+>>> from egress.settings import load_settings_from_mapping
+>>> s = load_settings_from_mapping({"proxy": {"url": "http://proxy:3128"},
+...     "excluded_domains": ".corp", "resolve": {"git.corp": "10.0.0.7"}}, env={})
+>>> p = Planner(s)
+>>> str(p.plan("https://api.example.com/").pool), str(p.plan("https://git.corp/x").pool)
+('proxy http://proxy:3128', 'direct (git.corp pinned)')
+>>> p.plan("https://git.corp/x").connect_ip, p.plan("https://wiki.corp/").connect_ip
+('10.0.0.7', None)
+>>> p.plan_origin("https", "git.corp", None).decision.url
+'https://git.corp'
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from egress.noproxy import canonical_host
+from egress.redact import scrub
+from egress.router import Decision
+from egress.settings import ProxyURL, Settings
+from egress.transport.failures import PLAIN_ERRORS, ErrorClasses, unsupported_route
+
+__all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
+    "DIRECT",
+    "Plan",
+    "Planner",
+    "PoolKey",
+]
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+"""Connect, read, write and pool timeout of every egress client unless the caller sets one: a
+proxy adds a hop and a CONNECT round trip, so a little more than httpx's 5 s. The whole CONNECT
+exchange (the proxy's complete answer) must also arrive within the read timeout."""
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """Which connection pool carries a request: one per proxy URL, the direct pool, or the
+    direct pool of one ``resolve`` name."""
+
+    proxy: ProxyURL | None = None
+    resolved_host: str | None = None
+
+    def __str__(self) -> str:
+        if self.proxy is not None:
+            return f"proxy {self.proxy}"
+        return f"direct ({self.resolved_host} pinned)" if self.resolved_host else "direct"
+
+
+DIRECT = PoolKey()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one request is carried out: the decision, the pool, and a resolve override."""
+
+    decision: Decision
+    pool: PoolKey
+    connect_ip: str | None = None
+    """Set by ``resolve``: connect to this IP; Host, SNI and the certificate keep the name."""
+    absolute_form: bool = False
+    """A plain-HTTP request through a proxy: sent to the proxy with the full URL."""
+
+    @property
+    def host(self) -> str:
+        return self.decision.target.host_text
+
+
+def _resolve_map(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, ip in pairs:
+        try:
+            host = canonical_host(name)
+        except ValueError:
+            continue  # settings validation owns the message; an unusable name never matches
+        if isinstance(host, str):
+            out[host] = ip
+    return out
+
+
+class Planner:
+    """Turns a URL into a :class:`Plan`: the router's decision, then the pool that carries it.
+
+    Every URL goes through the router's parser, which refuses hosts with spaces, control
+    characters or CR/LF (encoded or not), so none reaches a CONNECT line or a header.
+    """
+
+    def __init__(self, settings: Settings, *, errors: ErrorClasses | None = None) -> None:
+        self.settings = settings
+        self.router = settings.router()
+        self.errors: ErrorClasses = PLAIN_ERRORS if errors is None else errors
+        self._resolve = _resolve_map(settings.resolve)
+        # made once: a pool key per proxy and per resolve name (they are dict keys per request)
+        proxies = (settings.proxy.http_proxy, settings.proxy.https_proxy)
+        self._proxy_keys = {p: PoolKey(proxy=p) for p in proxies if p is not None}
+        self._pinned_keys = {host: PoolKey(resolved_host=host) for host in self._resolve}
+        proxy = settings.proxy
+        self.credentials: tuple[str, str] | None = (
+            (proxy.username, proxy.password.reveal())
+            if proxy.username and proxy.password is not None
+            else None
+        )
+        """``(username, password)`` for Basic auth to the proxy, or None."""
+        self.secrets: tuple[str, ...] = ()
+        """What no message may show: the password and the ``Proxy-Authorization`` token."""
+        if self.credentials is not None:
+            user, password = self.credentials
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            self.secrets = (password, token)
+
+    def plan(self, url: str) -> Plan:
+        """The plan for ``url``; raises ``URLError`` for a URL the router refuses, and
+        ``UnsupportedRoute`` for a ``tunnel`` decision."""
+        return self._plan(self.router.decide(url))
+
+    def plan_origin(self, scheme: str, host: str, port: int | None) -> Plan:
+        """The plan for every URL of one origin (``host`` as on the wire: IDNA, IPv6 bare).
+
+        Its decision's ``url`` is the origin, ``scheme://host[:port]``: the route depends on
+        nothing else, and the path or userinfo of whichever request came first is not kept.
+        """
+        netloc = f"[{host}]" if ":" in host else host
+        if port is not None:
+            netloc = f"{netloc}:{port}"
+        return self._plan(self.router.decide(f"{scheme}://{netloc}"))
+
+    def _plan(self, decision: Decision) -> Plan:
+        if decision.route == "proxy" and decision.proxy_url is not None:
+            key = self._proxy_keys.get(decision.proxy_url) or PoolKey(proxy=decision.proxy_url)
+            return Plan(decision, key, absolute_form=decision.target.scheme in ("http", "ws"))
+        if decision.route == "direct":
+            host = decision.target.host
+            ip = self._resolve.get(host) if isinstance(host, str) else None
+            if ip is not None and isinstance(host, str):
+                return Plan(decision, self._pinned_keys[host], ip)
+            return Plan(decision, DIRECT)
+        raise unsupported_route(decision).error(self.errors)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the proxy password and its Basic token masked (library messages)."""
+        return scrub(text, self.secrets) if self.secrets else text

@@ -1,0 +1,455 @@
+"""``egress.requests_session``: a ``requests.Session`` routed like ``egress.Client``.
+
+The session has ``trust_env=False`` and one :class:`EgressAdapter` mounted for ``http://`` and
+``https://``. The adapter decides every request it sends (redirect hops included: requests calls
+``send`` once per hop) with the shared :class:`~egress.transport.plan.Planner`, so requests' own
+``NO_PROXY`` logic and any ``proxies=`` given per call or on the session are not used. Then:
+
+- ``proxy``: a urllib3 ``ProxyManager`` per proxy URL, made on first use (keep-alive: one CONNECT
+  tunnel per origin), with Basic credentials as proxy headers (CONNECT and absolute-form requests
+  only) and, for an ``https://`` proxy, the proxy's own trust as ``proxy_ssl_context``;
+- ``direct``: the adapter's ``PoolManager``; a ``resolve`` name is connected to at its IP while
+  the Host header, SNI and certificate check keep the name (urllib3's ``server_hostname``), in
+  pools of its own;
+- ``tunnel``: refused with :class:`RequestsUnsupportedRoute`, as in ``egress.Client``.
+
+Defaults as ``egress.Client``: a request without ``timeout=`` gets the adapter's (10 s connect
+and read), and the proxy's complete answer to CONNECT must arrive within the read timeout (a
+:mod:`~egress.transport.deadline`; http.client bounds each read only). Trust is the adapter's
+(``verify=`` as for ``egress.Client``); a session's ``verify``/``cert`` are not used.
+
+Errors are ``egress.Client``'s, as requests exceptions: proxy-hop failures become the egress
+errors (urllib3 wraps every error that happens before the proxy accepted the connection in its
+``ProxyError`` and reports a refused CONNECT as ``Tunnel connection failed: <status> <reason>``;
+the adapter's own connection class marks a CONNECT answer that never came, and a plain-HTTP
+request sent to the proxy in absolute form has only the proxy as its peer). The CONNECT answer's
+headers are not available here, so the messages carry no ``X-Squid-Error`` code. No httpx is
+imported.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import http.client
+import re
+import ssl
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
+from requests.models import PreparedRequest
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
+
+from egress.errors import (
+    ProxyAuthRequired,
+    ProxyDenied,
+    ProxyError,
+    ProxyTLSError,
+    ProxyUnreachable,
+    UnsupportedRoute,
+)
+from egress.settings import ProxyURL, Settings
+from egress.transport import deadline
+from egress.transport.failures import (
+    ErrorClasses,
+    HopFailure,
+    NoAnswer,
+    find_cause,
+    proxy_no_answer,
+    proxy_refused,
+    proxy_tls_failed,
+    proxy_unreachable,
+    reason_of,
+    refusal_by_proxy,
+    scrub_chain,
+)
+from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner
+from egress.transport.trust import VerifyTypes, origin_ssl_context, proxy_ssl_context
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "REQUESTS_ERRORS",
+    "EgressAdapter",
+    "RequestsProxyAuthRequired",
+    "RequestsProxyDenied",
+    "RequestsProxyError",
+    "RequestsProxyTLSError",
+    "RequestsProxyUnreachable",
+    "RequestsUnsupportedRoute",
+    "requests_session",
+]
+
+DEFAULT_TIMEOUT = (DEFAULT_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS)
+"""(connect, read) for a request sent without ``timeout=``, as ``egress.Client``'s."""
+
+
+class RequestsProxyUnreachable(ProxyUnreachable, requests.exceptions.ProxyError):
+    """:class:`~egress.errors.ProxyUnreachable`; also a ``requests.exceptions.ProxyError``."""
+
+
+class RequestsProxyTLSError(ProxyTLSError, requests.exceptions.ProxyError):
+    """:class:`~egress.errors.ProxyTLSError`; also a ``requests.exceptions.ProxyError``."""
+
+
+class RequestsProxyDenied(ProxyDenied, requests.exceptions.ProxyError):
+    """:class:`~egress.errors.ProxyDenied`; also a ``requests.exceptions.ProxyError``."""
+
+
+class RequestsProxyAuthRequired(ProxyAuthRequired, requests.exceptions.ProxyError):
+    """:class:`~egress.errors.ProxyAuthRequired`; also a ``requests.exceptions.ProxyError``."""
+
+
+class RequestsProxyError(ProxyError, requests.exceptions.ProxyError):
+    """:class:`~egress.errors.ProxyError`; also a ``requests.exceptions.ProxyError``."""
+
+
+class RequestsUnsupportedRoute(UnsupportedRoute, requests.exceptions.InvalidSchema):
+    """:class:`~egress.errors.UnsupportedRoute`; also a ``requests.exceptions.InvalidSchema``."""
+
+
+REQUESTS_ERRORS: ErrorClasses = {
+    "unreachable": RequestsProxyUnreachable,
+    "tls": RequestsProxyTLSError,
+    "denied": RequestsProxyDenied,
+    "auth": RequestsProxyAuthRequired,
+    "proxy": RequestsProxyError,
+    "pool": RequestsProxyUnreachable,
+    "route": RequestsUnsupportedRoute,
+}
+
+#: How http.client words a refused CONNECT (urllib3 2.x keeps it).
+_TUNNEL_FAILED = re.compile(r"Tunnel connection failed:\s*(\d{3})\s*(.*)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The CONNECT exchange, with its deadline and its own failure marker.
+
+_CONNECT_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "egress_connect_deadline", default=None
+)
+"""The read timeout of the request being sent, which bounds the whole CONNECT answer."""
+
+
+class ConnectAnswerMissing(OSError):
+    """The proxy gave no usable answer to CONNECT (``why``); raised inside urllib3, read back
+    by the adapter. Not a timeout class, so urllib3 does not report it as the origin's read
+    timeout."""
+
+    def __init__(self, why: NoAnswer, seconds: float | None) -> None:
+        super().__init__(why)
+        self.why: NoAnswer = why
+        self.seconds = seconds
+
+
+class _DeadlineHTTPSConnection(HTTPSConnection):
+    """urllib3's HTTPS connection whose CONNECT exchange has a deadline and says how it failed."""
+
+    def _tunnel(self) -> None:
+        limit = _CONNECT_DEADLINE.get()
+        guard = deadline.arm(self.sock, limit) if limit is not None and self.sock else None
+        try:
+            super()._tunnel()
+        except OSError as exc:
+            if _TUNNEL_FAILED.search(str(exc)) or isinstance(exc, ConnectAnswerMissing):
+                raise  # a refusal: the adapter reads the status from the message
+            why = _no_answer(exc, guard)
+            raise ConnectAnswerMissing(why, limit) from exc
+        except http.client.HTTPException as exc:
+            raise ConnectAnswerMissing(_no_answer(exc, guard), limit) from exc
+        finally:
+            if guard is not None:
+                guard.cancel()
+        if guard is not None and guard.expired:
+            # http.client takes an end of file among the headers for their end
+            raise ConnectAnswerMissing("deadline", limit)
+
+
+class _DeadlineHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+def _no_answer(exc: BaseException, guard: deadline.Deadline | None) -> NoAnswer:
+    """Why a proxy's answer never came, from http.client's and urllib3's errors."""
+    nothing = find_cause(exc, http.client.RemoteDisconnected) is not None
+    if guard is not None and guard.expired:
+        return "timeout" if nothing else "deadline"  # nothing came, or only a part
+    if find_cause(exc, TimeoutError) or find_cause(exc, urllib3.exceptions.ReadTimeoutError):
+        return "timeout"
+    if nothing:
+        return "closed"
+    bad = find_cause(exc, http.client.BadStatusLine)
+    if bad is not None:
+        line = str(bad.args[0]) if bad.args else ""
+        http_like = line.startswith("HTTP/") or "HTTP/".startswith(line)
+        # the start of a status line, cut short by the end of the connection, is a close
+        return "closed" if http_like and not line.endswith("\n") else "garbage"
+    if find_cause(exc, http.client.HTTPException) is not None:
+        return "garbage"
+    return "closed"
+
+
+# ---------------------------------------------------------------------------------------------
+# The adapter.
+
+
+class EgressAdapter(HTTPAdapter):
+    """A requests transport adapter that sends each request where the router says."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        verify: VerifyTypes = True,
+        timeout: float | tuple[float | None, float | None] | None = DEFAULT_TIMEOUT,
+        pool_connections: int = requests.adapters.DEFAULT_POOLSIZE,
+        pool_maxsize: int = requests.adapters.DEFAULT_POOLSIZE,
+        max_retries: int = 0,
+    ) -> None:
+        self._planner = Planner(settings, errors=REQUESTS_ERRORS)
+        self._origin_context = origin_ssl_context(settings.proxy, verify)
+        self.timeout = timeout
+        """Used for a request sent without ``timeout=``."""
+        proxies = (settings.proxy.http_proxy, settings.proxy.https_proxy)
+        self._proxy_urls: dict[str, ProxyURL] = {str(p): p for p in proxies if p is not None}
+        self._proxy_context: ssl.SSLContext | None = (
+            proxy_ssl_context(settings.proxy)
+            if any(p.scheme == "https" for p in self._proxy_urls.values())
+            else None
+        )
+        self._local = threading.local()
+        super().__init__(
+            pool_connections=pool_connections, pool_maxsize=pool_maxsize, max_retries=max_retries
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return self._planner.settings
+
+    # -- the hooks requests offers to subclasses ----------------------------------------------
+
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Decide ``request``, then send it through the proxy's manager or directly.
+
+        ``verify``, ``cert`` and ``proxies`` from the session or the call are ignored: the router
+        and the adapter's trust decide. Without ``timeout`` the adapter's applies.
+        """
+        plan = self._planner.plan(request.url or "")
+        if timeout is None:
+            timeout = self.timeout
+        outgoing = request
+        route: dict[str, str] = {}
+        if plan.pool.proxy is not None:
+            route[plan.decision.target.scheme] = str(plan.pool.proxy)
+        elif plan.connect_ip is not None:
+            outgoing = _pinned(request, plan.connect_ip)
+        self._local.sni = plan.host if outgoing is not request else None
+        read_timeout = _read_timeout(timeout)
+        token = _CONNECT_DEADLINE.set(read_timeout)
+        try:
+            response = super().send(
+                outgoing, stream=stream, timeout=timeout, verify=True, cert=None, proxies=route
+            )
+        except requests.RequestException as exc:
+            if plan.pool.proxy is None:
+                raise
+            scrub_chain(exc, self._planner.secrets)
+            failure = self._failure(exc, plan, request.method or "GET", read_timeout)
+            if failure is not None:
+                error = failure.error(REQUESTS_ERRORS, self._planner.secrets)
+                if isinstance(error, requests.RequestException):
+                    error.request = request
+                raise error from exc
+            raise
+        finally:
+            _CONNECT_DEADLINE.reset(token)
+            self._local.sni = None
+        if outgoing is not request:
+            # the caller, redirects and cookies see the URL asked for, not the pinned IP
+            response.url = request.url or ""
+            response.request = request
+            response.cookies = RequestsCookieJar()
+            extract_cookies_to_jar(response.cookies, request, response.raw)  # type: ignore[no-untyped-call]
+        refusal = (
+            refusal_by_proxy(
+                plan.decision,
+                response.status_code,
+                response.headers,
+                method=request.method or "GET",
+                username=self.settings.proxy.username,
+            )
+            if plan.absolute_form
+            else None
+        )
+        if refusal is not None:
+            response.close()
+            error = refusal.error(REQUESTS_ERRORS, self._planner.secrets)
+            if isinstance(error, requests.RequestException):
+                error.request = request
+                error.response = response
+            raise error
+        return response
+
+    def build_connection_pool_key_attributes(
+        self, request: PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[Any, Any]:
+        """Every pool uses the adapter's origin trust; a pinned name sets SNI and the check."""
+        host_params, _ = super().build_connection_pool_key_attributes(request, verify, cert)
+        pool_kwargs: dict[str, Any] = {"ssl_context": self._origin_context}
+        sni = getattr(self._local, "sni", None)
+        if sni is not None:
+            pool_kwargs["server_hostname"] = sni
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        """No-op: trust is in the pools' SSL contexts (requests would load certifi per pool)."""
+
+    def proxy_headers(self, proxy: str) -> dict[str, str]:
+        """Basic credentials for one of our proxies; they go to the proxy only."""
+        creds = self._planner.credentials
+        if proxy in self._proxy_urls and creds is not None:
+            token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode("ascii")
+            return {"Proxy-Authorization": f"Basic {token}"}
+        return {}
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """urllib3's ProxyManager for one of our proxies, with the proxy's own trust, and
+        tunnels whose CONNECT exchange has a deadline."""
+        url = self._proxy_urls.get(proxy)
+        if url is not None and url.scheme == "https":
+            proxy_kwargs["proxy_ssl_context"] = self._proxy_context
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if manager.pool_classes_by_scheme.get("https") is not _DeadlineHTTPSConnectionPool:
+            manager.pool_classes_by_scheme = {
+                **manager.pool_classes_by_scheme,
+                "https": _DeadlineHTTPSConnectionPool,
+            }
+        return manager
+
+    def close(self) -> None:
+        """Close every pooled connection now, CONNECT tunnels included.
+
+        urllib3 2 only drops its pools on ``clear()`` and leaves closing the sockets to garbage
+        collection, so a tunnel could outlive ``session.close()`` for an unknown time.
+        """
+        for manager in (self.poolmanager, *self.proxy_manager.values()):
+            # urllib3's container refuses iteration; keys() returns a copy under its lock
+            for key in manager.pools.keys():  # noqa: SIM118
+                try:
+                    pool = manager.pools[key]
+                except KeyError:
+                    continue
+                pool.close()
+        super().close()
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def _failure(
+        self, exc: BaseException, plan: Plan, method: str, read_timeout: float | None
+    ) -> HopFailure | None:
+        """The proxy-hop failure behind a requests exception, or None for the origin's own."""
+        decision = plan.decision
+        scrub = self._planner.scrub
+        missing = find_cause(exc, ConnectAnswerMissing)
+        if missing is not None:
+            return proxy_no_answer(decision, missing.why, seconds=missing.seconds)
+        wrapped = find_cause(exc, urllib3.exceptions.ProxyError)
+        if wrapped is None:
+            if not plan.absolute_form or not isinstance(
+                exc, requests.ConnectionError | requests.Timeout
+            ):
+                return None
+            # a plain-HTTP request in absolute form: the proxy is the only peer
+            if isinstance(exc, requests.exceptions.ConnectTimeout):
+                return proxy_unreachable(decision, "timed out")
+            why = _no_answer(_innermost(exc), None)
+            return proxy_no_answer(decision, why, method=method, seconds=read_timeout)
+        inner: BaseException = getattr(wrapped, "original_error", None) or wrapped
+        refused = _TUNNEL_FAILED.search(str(inner))
+        if refused is not None:
+            return proxy_refused(
+                decision,
+                int(refused.group(1)),
+                method="CONNECT",
+                reason_phrase=refused.group(2).strip(),
+                username=self.settings.proxy.username,
+            )
+        if find_cause(inner, http.client.HTTPException) is not None:
+            # connected, but what came back was no answer (urllib3 still says "unable to connect")
+            why = _no_answer(inner, None)
+            if plan.absolute_form:
+                return proxy_no_answer(decision, why, method=method, seconds=read_timeout)
+            return proxy_no_answer(decision, why, seconds=read_timeout)
+        ssl_error = find_cause(inner, ssl.SSLError) or find_cause(
+            inner, urllib3.exceptions.SSLError
+        )
+        if ssl_error is not None and find_cause(inner, TimeoutError) is None:
+            verify = find_cause(ssl_error, ssl.SSLCertVerificationError)
+            if verify is not None:
+                return proxy_tls_failed(
+                    decision, scrub(verify.verify_message or str(verify)), certificate=True
+                )
+            return proxy_tls_failed(decision, scrub(reason_of(ssl_error)), certificate=False)
+        return proxy_unreachable(decision, scrub(reason_of(inner)))
+
+
+def _read_timeout(timeout: Any) -> float | None:
+    """The read timeout of a requests ``timeout=`` (a number, a pair, or a urllib3 Timeout)."""
+    if isinstance(timeout, tuple):
+        timeout = timeout[1] if len(timeout) == 2 else None
+    elif isinstance(timeout, urllib3.Timeout):
+        timeout = timeout.read_timeout
+    return float(timeout) if isinstance(timeout, int | float) else None
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The lowest-level error behind a requests exception (http.client's or the socket's)."""
+    low = find_cause(exc, http.client.HTTPException) or find_cause(exc, OSError)
+    return low if isinstance(low, BaseException) else exc
+
+
+def _pinned(request: PreparedRequest, ip: str) -> PreparedRequest:
+    """A copy of ``request`` addressed to ``ip`` with the original Host header."""
+    parts = urlsplit(request.url or "")
+    netloc = parts.netloc.rpartition("@")[2]
+    host = f"[{ip}]" if ":" in ip else ip
+    port = f":{parts.port}" if parts.port is not None else ""
+    pinned = request.copy()
+    pinned.url = urlunsplit((parts.scheme, host + port, parts.path, parts.query, parts.fragment))
+    if "Host" not in pinned.headers:
+        pinned.headers["Host"] = netloc
+    return pinned
+
+
+def requests_session(
+    settings: Settings,
+    *,
+    verify: VerifyTypes = True,
+    timeout: float | tuple[float | None, float | None] | None = DEFAULT_TIMEOUT,
+) -> requests.Session:
+    """A ``requests.Session`` (``trust_env=False``) whose requests go where the router says.
+
+    ``verify`` is the origin trust, as for ``egress.Client``: True (system roots + certifi +
+    ``proxy.ca_file``), a CA file to add, an ``ssl.SSLContext`` to use as given, or False.
+    ``timeout`` applies to requests sent without one (None: wait for ever, as requests does).
+    """
+    session = requests.Session()
+    session.trust_env = False
+    adapter = EgressAdapter(settings, verify=verify, timeout=timeout)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
