@@ -802,3 +802,21 @@ def test_every_declared_dependency_is_imported() -> None:
         name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
         imported = module.get(name, name.replace("-", "_").lower())
         assert re.search(rf"^\s*(import|from) {imported}\b", source, re.M), f"{name} is unused"
+
+
+def test_every_imported_library_is_declared() -> None:
+    """What src/ imports from outside the standard library is a declared dependency, with a
+    lower bound: a transitive dependency of httpx or requests can change under us otherwise."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    module = {"PyYAML": "yaml"}
+    declared = {
+        module.get(name, name.replace("-", "_").lower())
+        for name in (
+            re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0] for req in meta["project"]["dependencies"]
+        )
+    }
+    assert all(">=" in req for req in meta["project"]["dependencies"])
+    source = "\n".join(p.read_text() for p in (ROOT / "src" / "egress").rglob("*.py"))
+    imported = set(re.findall(r"^(?:import|from) (\w+)", source, re.M))
+    third_party = imported - set(sys.stdlib_module_names) - {"egress", "__future__"}
+    assert third_party <= declared, f"imported but not declared: {sorted(third_party - declared)}"
