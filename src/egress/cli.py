@@ -409,7 +409,48 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"seconds to wait for kubectl (default 20, at most {MAX_TIMEOUT:g})",
     )
     ci.set_defaults(func=cmd_cluster_ip)
+
+    tu = sub.add_parser(
+        "tunnel",
+        help="a loopback port carried to a TCP warehouse through the proxy's CONNECT",
+        description="Listen on loopback and carry every connection to --target through the "
+        "proxy's CONNECT, until stopped (Ctrl-C or SIGTERM exit 0).",
+    )
+    tu.add_argument(
+        "--target", required=True, metavar="HOST:PORT", help="the warehouse (or a URL of it)"
+    )
+    tu.add_argument(
+        "--listen",
+        type=_listen,
+        default=("127.0.0.1", 0),
+        metavar="ADDR:PORT",
+        help="where to listen (default 127.0.0.1 on a free port)",
+    )
+    tu.add_argument(
+        "--warehouse",
+        metavar="KIND",
+        choices=list(WAREHOUSES),
+        help="the target is this warehouse (default: by port, 5432 postgres, 5439 redshift)",
+    )
+    _add_common(tu)
+    tu.set_defaults(func=cmd_tunnel)
     return parser
+
+
+def _listen(text: str) -> tuple[str, int]:
+    """``--listen ADDR:PORT`` (``[::1]:5432`` for IPv6; port 0 picks a free one)."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        ok = sep and port.isdigit() and 0 <= int(port) < 65536
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} is not ADDR:PORT; write e.g. 127.0.0.1:15432 (port 0: a free one)"
+        )
+    return host, int(port)
 
 
 # -- loading settings ----------------------------------------------------------------------------
@@ -627,6 +668,53 @@ def cmd_cluster_ip(args: argparse.Namespace, con: _Console) -> int:
 
 
 # -- entry point ---------------------------------------------------------------------------------
+
+
+def cmd_tunnel(args: argparse.Namespace, con: _Console) -> int:
+    import logging
+    import signal
+    import threading
+
+    from egress.tunnel import Tunnel, decide_target
+
+    settings = _load(args, con)
+    d = decide_target(settings, args.target, args.warehouse)
+    if d.route == "direct":
+        con.fail(
+            f"{d.target.authority} is decided direct ({d.rule}), so egress does not tunnel it: "
+            f"{d.reason}",
+            "connect to it directly, or set tunnel_tcp_warehouses: true and a proxy to carry it "
+            "through CONNECT",
+        )
+        return Exit.INVALID
+
+    class _ToConsole(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            con.err(f"egress tunnel: {record.getMessage()}")
+
+    log = logging.getLogger("egress.tunnel")
+    log.addHandler(_ToConsole())
+    log.setLevel(logging.INFO)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with Tunnel(settings, args.target, kind=args.warehouse, listen=args.listen) as t:
+            host, port = t.address
+            con.out(f"route   {d.route} via {d.proxy} ({d.rule})")
+            con.out(f"listen  {host}:{port} -> {d.target.authority}")
+            con.out(
+                f"connect host={d.target.host_text} hostaddr={host} port={port} "
+                "(libpq: the name stays for sslmode=verify-full)"
+            )
+            con.stdout.flush()
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return Exit.OK
 
 
 def report(exc: BaseException, con: _Console, *, debug: bool = False) -> int:

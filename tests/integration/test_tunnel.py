@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +232,76 @@ def test_squid_restarted_mid_run(
         own_squid.start()
         with psycopg.connect(**pg_params(t, postgres, certs)) as again:
             assert again.execute("select 3").fetchone() == (3,)
+
+
+def _egress(*args: str) -> list[str]:
+    return [sys.executable, "-m", "egress.cli", *args]
+
+
+def test_cli_tunnel_runs_until_sigterm(
+    squid: SquidProxy, postgres: PostgresServer, certs: CertBundle, tmp_path: Path
+) -> None:
+    config = tmp_path / "egress.yaml"
+    config.write_text(f"proxy:\n  url: {squid.http_url}\ntunnel_tcp_warehouses: true\n")
+    proc = subprocess.Popen(
+        _egress(
+            "tunnel",
+            "--target",
+            f"postgresql://{names.PG_HOST}:{postgres.port}",
+            "--config",
+            str(config),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith("route   tunnel via http://127.0.0.1:"), lines
+        listen = lines[1].split()[1]
+        port = int(listen.rpartition(":")[2])
+        params = {"host": names.PG_HOST, "hostaddr": "127.0.0.1", "port": port}
+        conn = psycopg.connect(
+            **params,
+            user=postgres.user,
+            dbname=postgres.dbname,
+            sslmode="verify-full",
+            sslrootcert=str(certs.origin_ca),
+        )
+        assert conn.execute("select 7").fetchone() == (7,)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        # every connection was closed with the command
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("select 8")
+        conn.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_tunnel_refuses_a_direct_route(
+    squid: SquidProxy, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "egress.yaml"
+    config.write_text(f"proxy:\n  url: {squid.http_url}\n")  # tunnelling off: direct
+    done = subprocess.run(
+        _egress(
+            "tunnel",
+            "--target",
+            f"{names.PG_HOST}:{postgres.port}",
+            "--warehouse",
+            "postgres",
+            "--config",
+            str(config),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert "is decided direct (warehouse:postgres), so egress does not tunnel it" in done.stderr
+    assert "tunnel_tcp_warehouses: true" in done.stderr
