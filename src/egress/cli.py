@@ -511,6 +511,8 @@ def cmd_explain(args: argparse.Namespace, con: _Console) -> int:
     if args.json:
         payload: dict[str, object] = dict(decision.as_dict())
         payload["url"] = mask_url(decision.url)
+        if decision.route == "tunnel":
+            payload["note"] = _tunnel_note(decision)
         if args.all_rules:
             payload["rules"] = [
                 {
@@ -525,6 +527,8 @@ def cmd_explain(args: argparse.Namespace, con: _Console) -> int:
         con.json(payload, indent=2 if args.all_rules else None)
         return Exit.OK
     _print_decision(decision, con)
+    if decision.route == "tunnel":
+        con.out(f"  note    {_tunnel_note(decision)}")
     if args.all_rules:
         con.out()
         con.out("rules, in the order they are tried:")
@@ -533,6 +537,18 @@ def cmd_explain(args: argparse.Namespace, con: _Console) -> int:
             con.out(f"  {r.rule:<28} {r.route:<7} {entries}")
             con.out(f"  {'':<28} from {r.source}: {r.sentence}")
     return Exit.OK
+
+
+def _tunnel_note(d: Decision) -> str:
+    """How a component connects on the tunnel route (``egress explain``)."""
+    t = d.target
+    kind = d.warehouse or "postgres"
+    return (
+        f"a component connects its driver to a loopback tunnel: "
+        f"egress.warehouses.connect_params(settings, {kind!r}, {t.host_text!r}, {t.port}) gives "
+        f"host={t.host_text} hostaddr=127.0.0.1 port=<the tunnel's port> (the name stays for "
+        f"sslmode=verify-full); by hand, `egress tunnel --target {t.authority} --warehouse {kind}`"
+    )
 
 
 def _about_routing(warning: Problem) -> bool:

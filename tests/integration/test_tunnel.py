@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from egress.errors import ProxyDenied, ProxyUnreachable
 from egress.settings import Settings, load_settings_from_mapping
 from egress.transport.plan import Planner
 from egress.tunnel import Tunnel, decide_target, open_upstream
+from egress.warehouses import connect_params
 
 COPY_BYTES = 20 * 1024 * 1024
 
@@ -305,3 +307,46 @@ def test_cli_tunnel_refuses_a_direct_route(
     assert done.returncode == 3
     assert "is decided direct (warehouse:postgres), so egress does not tunnel it" in done.stderr
     assert "tunnel_tcp_warehouses: true" in done.stderr
+
+
+def test_connect_params_for_both_routes(
+    squid: SquidProxy, postgres: PostgresServer, certs: CertBundle
+) -> None:
+    driver = {
+        "user": postgres.user,
+        "dbname": postgres.dbname,
+        "sslmode": "verify-full",
+        "sslrootcert": str(certs.origin_ca),
+    }
+    # direct (tunnelling off): the driver goes to the server itself; Squid sees nothing
+    off = make_settings(squid.http_url, certs=certs, tunnel=False)
+    mark = squid.access_log_mark()
+    direct = connect_params(off, "postgres", "localhost", postgres.port)
+    assert direct == {"host": "localhost", "port": postgres.port}
+    with psycopg.connect(**direct, **driver) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    time.sleep(0.5)
+    assert squid.access_log_lines(since=mark) == []
+
+    # tunnel: one shared listener, the name kept for verify-full
+    on = make_settings(squid.http_url, certs=certs)
+    params = connect_params(on, "postgres", names.PG_HOST, postgres.port)
+    assert params["host"] == names.PG_HOST and params["hostaddr"] == "127.0.0.1"
+    assert params["port"] != postgres.port
+    results: list[dict[str, str | int]] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                connect_params(on, "postgres", names.PG_HOST, postgres.port)
+            )
+        )
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [params] * 8
+    with psycopg.connect(**params, **driver) as conn:
+        assert conn.execute("select 2").fetchone() == (2,)
+    connect_line(squid, postgres.port, mark)
