@@ -9,6 +9,7 @@
 #   curl             /usr/bin/curl  (the env file read the way curl reads it, through Squid)
 #   node-proxy-from-env  /usr/share/nodejs/proxy-from-env (how Node clients such as axios read
 #                    NO_PROXY; tests/integration/test_artifacts_agree.py runs it)
+#   socat            /usr/bin/socat (bench/tunnel.py's baseline: socat's PROXY: address)
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -28,15 +29,19 @@ have_curl() {
 have_node_proxy_from_env() {
     [[ -f /usr/share/nodejs/proxy-from-env/index.js ]]
 }
+have_socat() {
+    command -v socat >/dev/null 2>&1
+}
 
 # package name -> check function, in install order
-packages=(squid-openssl postgresql nodejs curl node-proxy-from-env)
+packages=(squid-openssl postgresql nodejs curl node-proxy-from-env socat)
 declare -A checks=(
     [squid-openssl]=have_squid_openssl
     [postgresql]=have_postgresql
     [nodejs]=have_node
     [curl]=have_curl
     [node-proxy-from-env]=have_node_proxy_from_env
+    [socat]=have_socat
 )
 
 # Another apt/dpkg run may be going on (e.g. a background install at image start): wait for it

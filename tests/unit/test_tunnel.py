@@ -196,3 +196,41 @@ def test_explain_says_how_a_component_connects(tmp_path: object) -> None:
     assert code == 0
     assert "note    a component connects its driver to a loopback tunnel" in out.getvalue()
     assert "connect_params(settings, 'postgres', 'db.example.com', 5432)" in out.getvalue()
+
+
+@pytest.mark.parametrize("splice", [False, True])
+def test_copy_echo_half_close_and_early_bytes(
+    fake_proxy: Callable[..., int], monkeypatch: pytest.MonkeyPatch, splice: bool
+) -> None:
+    """A fake proxy that answers 200 plus a greeting in one packet, then echoes until the
+    client's end arrives (the half-close passed on), then ends too."""
+    import egress.tunnel
+
+    monkeypatch.setattr(egress.tunnel, "SPLICE", splice)
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            _read_request(conn)
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\nhello")
+            while chunk := conn.recv(1 << 16):
+                conn.sendall(chunk)
+            conn.shutdown(socket.SHUT_WR)
+
+    settings = settings_for(f"http://127.0.0.1:{fake_proxy(echo)}")
+    payload = bytes(range(256)) * (8 * 4096)  # 8 MiB: more than every buffer on the way
+    with Tunnel(settings, "db.example.com:5432") as t:
+        with socket.create_connection((t.host, t.port), timeout=10) as c:
+            got = bytearray()
+
+            def reader() -> None:
+                while chunk := c.recv(1 << 20):
+                    got.extend(chunk)
+
+            r = threading.Thread(target=reader)
+            r.start()
+            c.sendall(payload)
+            c.shutdown(socket.SHUT_WR)
+            r.join(20)
+            assert not r.is_alive()
+        assert bytes(got) == b"hello" + payload
+        assert t.failures == 0
