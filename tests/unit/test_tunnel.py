@@ -234,3 +234,26 @@ def test_copy_echo_half_close_and_early_bytes(
             assert not r.is_alive()
         assert bytes(got) == b"hello" + payload
         assert t.failures == 0
+
+
+def test_async_with(fake_proxy: Callable[..., int]) -> None:
+    import asyncio
+
+    def answers(conn: socket.socket) -> None:
+        with conn:
+            _read_request(conn)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+            conn.sendall(conn.recv(16))
+
+    settings = settings_for(f"http://127.0.0.1:{fake_proxy(answers)}")
+
+    async def run() -> bytes:
+        async with Tunnel(settings, "db.example.com:5432") as t:
+            reader, writer = await asyncio.open_connection(t.host, t.port)
+            writer.write(b"ping")
+            data = await reader.readexactly(4)
+            writer.close()
+            await writer.wait_closed()
+            return data
+
+    assert asyncio.run(run()) == b"ping"
