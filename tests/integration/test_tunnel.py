@@ -34,7 +34,7 @@ from egress.transport.plan import Planner
 from egress.tunnel import Tunnel, decide_target, open_upstream
 from egress.warehouses import connect_params
 
-COPY_BYTES = 20 * 1024 * 1024
+COPY_BYTES = 100 * 1024 * 1024  # the issue asks for a 100 MB COPY each way
 
 
 def make_settings(
