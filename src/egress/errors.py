@@ -12,6 +12,8 @@
           ├── ProxyError          any other refusal by the proxy (other non-2xx CONNECT answer)
           │    ├── ProxyDenied         the proxy answered 403 (the proxy team must allow it)
           │    └── ProxyAuthRequired   the proxy answered 407 (set username and password_file)
+          ├── TLSIntercepted      inside the tunnel, the origin's certificate comes from the
+          │                       proxy's (or another operator-added) CA: TLS is intercepted
           └── UnsupportedRoute    the route decided cannot be carried by this client
                                   (an HTTP request decided ``tunnel``)
 
@@ -150,6 +152,12 @@ class ProxyDenied(ProxyError):
 
 class ProxyAuthRequired(ProxyError):
     """The proxy answered 407: it wants credentials, or refused the ones given."""
+
+
+class TLSIntercepted(EgressTransportError):
+    """Inside the proxy's tunnel, the origin's certificate was issued by the proxy's CA (or another
+    CA the operator added), not by a public one: the proxy intercepts TLS. Trust that CA for this
+    destination on purpose, or ask the proxy team to exempt the destination from interception."""
 
 
 class UnsupportedRoute(EgressTransportError):
