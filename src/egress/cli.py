@@ -20,7 +20,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from egress.errors import ConfigError, EgressError, EgressTransportError, Problem, UsageError
 from egress.redact import mask_url, printable, scrub, shown, split_userinfo
@@ -28,6 +28,9 @@ from egress.render import KINDS, RenderOptions, renderer
 from egress.router import Decision, routing_notes
 from egress.settings import Settings, load_environment, load_helm_values, load_yaml
 from egress.warehouses import WAREHOUSES
+
+if TYPE_CHECKING:
+    from egress.check import CheckResult
 
 __all__ = ["Exit", "UsageError", "main"]
 
@@ -396,6 +399,29 @@ def _build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--json", action="store_true", help="print a JSON list")
     ca.set_defaults(func=cmd_catalog)
 
+    ck = sub.add_parser(
+        "check",
+        help="probe every destination in scope along its route; name each failure and its fix",
+        description="Probe every destination in scope (catalog, settings.endpoints, --url) "
+        "along the route the router decides. Exit 0 when every required one is ok, 1 when one "
+        "failed, 3 for invalid settings.",
+    )
+    _add_common(ck)
+    _add_features(ck)
+    ck.add_argument("--json", action="store_true", help="print a JSON list, one per destination")
+    ck.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="S",
+        help="seconds each check has, as a whole (default 5)",
+    )
+    ck.add_argument(
+        "--url", action="append", default=[], metavar="URL", help="also check URL (repeatable)"
+    )
+    ck.add_argument("--report", metavar="F.html", help="also write an HTML page for the proxy team")
+    ck.set_defaults(func=cmd_check)
+
     ci = sub.add_parser(
         "cluster-ip",
         help="the ClusterIP of the kubernetes Service (KUBERNETES_SERVICE_HOST, else kubectl)",
@@ -629,6 +655,58 @@ def cmd_catalog(args: argparse.Namespace, con: _Console) -> int:
         con.out(f"{r.destination:<{width}}  {r.route:<6}  {r.feature:<16} {need:<8}  {r.purpose}")
         con.out(f"{'':<{width}}  {'':<6}  rule {r.rule}: {r.reason}")
     return Exit.OK
+
+
+def cmd_check(args: argparse.Namespace, con: _Console) -> int:
+    from egress.check import failed, probes_for, run_checks
+    from egress.router import parse_target
+
+    features = _features(args.features)
+    for url in args.url:
+        parse_target(url)  # an unroutable --url is a usage error before anything runs
+    settings = _load(args, con)
+    probes = probes_for(settings, features, args.url)
+    live = not args.json and con.stdout.isatty()
+    done = [0]
+
+    def progress(result: CheckResult) -> None:
+        done[0] += 1
+        con.err(f"[{done[0]}/{len(probes)}] {result.status:<20} {result.url}")
+
+    results = run_checks(
+        settings, probes, timeout=args.timeout, on_result=progress if live else None
+    )
+    bad, warned = failed(results)
+    if args.json:
+        con.json([r.as_dict() for r in results], indent=2)
+    else:
+        width = max((len(r.url) for r in results), default=10)
+        for r in results:
+            need = "required" if r.required else "optional"
+            con.out(f"{r.status:<20} {r.url:<{width}}  {r.route:<6} {need}  {r.elapsed_ms:.0f} ms")
+            con.out(f"{'':<20} {r.detail}")
+            if r.fix:
+                con.out(f"{'':<20} fix: {r.fix}")
+        con.out(
+            f"{len(results)} checked: {len(results) - len(bad) - len(warned)} ok, "
+            f"{len(bad)} required failed, {len(warned)} optional failed"
+        )
+    if args.report:
+        _write_report(args.report, settings, results, con)
+    return Exit.FAILED if bad else Exit.OK
+
+
+def _write_report(path: str, settings: Settings, results: list[CheckResult], con: _Console) -> None:
+    """``--report``: the page for the proxy team, when egress.check_report is installed."""
+    try:
+        from egress.check_report import html_report  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        con.err("warning: --report: this egress has no HTML report (egress.check_report); skipped")
+        return
+    page: str = html_report(settings, results)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    con.err(f"report written to {path}")
 
 
 def cmd_cluster_ip(args: argparse.Namespace, con: _Console) -> int:

@@ -17,6 +17,7 @@
     tunnel_tcp_warehouses: false
     features: [core]
     resolve: {}                              # host -> IP for direct connections
+    endpoints: []                            # own warehouses / services to check (URLs)
 
 >>> s = load_settings_from_mapping({"proxy": {"url": "http://p:3128"}, "resolve":
 ...     {"db.corp.example": "10.0.0.5"}}, env={})
@@ -58,6 +59,7 @@ TOP_KEYS = (
     "tunnel_tcp_warehouses",
     "features",
     "resolve",
+    "endpoints",
 )
 PROXY_KEYS = (
     "enabled",
@@ -126,6 +128,7 @@ def load_settings_from_mapping(
     features = text_list(top.get("features"), "features", p)
     p.errors.extend(check_features(features or ()))
     resolve = _resolve(top.get("resolve"), p)
+    endpoints = _endpoints(top.get("endpoints"), p)
     return finish(
         p,
         Settings(
@@ -138,10 +141,35 @@ def load_settings_from_mapping(
             ),
             features=tuple(features) if features is not None else ("core",),
             resolve=resolve,
+            endpoints=endpoints,
             source=source,
         ),
         excluded_field="excluded_domains",
     )
+
+
+def _endpoints(value: object, p: Problems) -> tuple[str, ...]:
+    """``endpoints``: URLs the router can decide (a scheme and a host; no spaces)."""
+    from egress.errors import URLError
+    from egress.router import parse_target
+
+    out: list[str] = []
+    for i, url in enumerate(text_list(value, "endpoints", p) or ()):
+        fld = f"endpoints[{i}]"
+        if "://" not in url or has_space_or_control(url):
+            p.error(
+                fld,
+                f"{shown(url)} is not a URL with a scheme",
+                "write e.g. postgresql://db.corp.example:5432 or https://vault.corp.example/health",
+            )
+            continue
+        try:
+            parse_target(url)
+        except URLError as exc:
+            p.error(fld, str(exc), "write a URL with a host, e.g. https://vault.corp.example/")
+            continue
+        out.append(url)
+    return tuple(out)
 
 
 def _warehouses(value: object, fld: str, p: Problems) -> tuple[str, ...]:

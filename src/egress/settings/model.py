@@ -107,6 +107,9 @@ class Settings:
     features: tuple[str, ...] = ("core",)
     resolve: tuple[tuple[str, str], ...] = ()
     """Host -> IP overrides for direct connections, like curl's ``--resolve``."""
+    endpoints: tuple[str, ...] = ()
+    """The platform's own destinations (warehouse hosts, internal services) as URLs, for
+    ``egress check``: ``postgresql://db.corp:5432``, ``https://vault.corp/health``."""
     source: str = "defaults"
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
