@@ -412,7 +412,9 @@ def run_checks(
                         on_result(results[i])  # type: ignore[arg-type]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    # the client is left to the overdue checks still using it; its pools close with the process
+        # closes the idle connections (a proxy logs a CONNECT when it ends); an overdue check
+        # still using the client ends with an error nobody waits for
+        client.close()
     return [r for r in results if r is not None]
 
 
@@ -449,3 +451,10 @@ def failed(results: Iterable[CheckResult]) -> tuple[list[CheckResult], list[Chec
     """The required results that failed, and the optional ones (warnings)."""
     bad = [r for r in results if r.status != "ok"]
     return [r for r in bad if r.required], [r for r in bad if not r.required]
+
+
+def exit_code(results: Iterable[CheckResult]) -> int:
+    """The command's exit code (DESIGN.md section 7): 0 when every required check is ok, else 1;
+    failed optional checks only warn."""
+    bad, _ = failed(results)
+    return 1 if bad else 0

@@ -658,7 +658,7 @@ def cmd_catalog(args: argparse.Namespace, con: _Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, con: _Console) -> int:
-    from egress.check import failed, probes_for, run_checks
+    from egress.check import exit_code, failed, probes_for, run_checks
     from egress.router import parse_target
 
     features = _features(args.features)
@@ -693,7 +693,7 @@ def cmd_check(args: argparse.Namespace, con: _Console) -> int:
         )
     if args.report:
         _write_report(args.report, settings, results, con)
-    return Exit.FAILED if bad else Exit.OK
+    return Exit(exit_code(results))
 
 
 def _write_report(path: str, settings: Settings, results: list[CheckResult], con: _Console) -> None:
