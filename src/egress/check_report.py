@@ -52,6 +52,9 @@ _CELL_CLASS = {
 """Column label -> cell class: wide columns keep a minimum width on a desktop, short ones sit
 side by side on a phone."""
 
+_NONE = '<span class="muted">\u2014</span>'
+"""An empty cell (an ``ok`` result has no fix), so a phone's card shows the label with a dash."""
+
 _Show: TypeAlias = Callable[[object], str]
 """The escaping function each section gets: any value -> safe HTML text."""
 
@@ -311,8 +314,8 @@ def _results(results: Sequence[CheckResult], t: _Show) -> str:
                 ("Route", t(r.route)),
                 ("Rule", f"<code>{t(r.rule)}</code>"),
                 ("Status", _badge(r)),
-                ("Detail", t(r.detail)),
-                ("Fix", t(r.fix)),
+                ("Detail", t(r.detail) or _NONE),
+                ("Fix", t(r.fix) or _NONE),
                 ("Time", f"{r.elapsed_ms:,.0f} ms"),
             ],
             _row_class(r),
