@@ -10,6 +10,8 @@
 #   node-proxy-from-env  /usr/share/nodejs/proxy-from-env (how Node clients such as axios read
 #                    NO_PROXY; tests/integration/test_artifacts_agree.py runs it)
 #   socat            /usr/bin/socat (bench/tunnel.py's baseline: socat's PROXY: address)
+#   chromium         /usr/bin/chromium (tests/browser: Playwright drives Debian's Chromium through
+#                    executable_path; Playwright never downloads a browser)
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -32,9 +34,12 @@ have_node_proxy_from_env() {
 have_socat() {
     command -v socat >/dev/null 2>&1
 }
+have_chromium() {
+    [[ -x /usr/bin/chromium ]]
+}
 
 # package name -> check function, in install order
-packages=(squid-openssl postgresql nodejs curl node-proxy-from-env socat)
+packages=(squid-openssl postgresql nodejs curl node-proxy-from-env socat chromium)
 declare -A checks=(
     [squid-openssl]=have_squid_openssl
     [postgresql]=have_postgresql
@@ -42,6 +47,7 @@ declare -A checks=(
     [curl]=have_curl
     [node-proxy-from-env]=have_node_proxy_from_env
     [socat]=have_socat
+    [chromium]=have_chromium
 )
 
 # Another apt/dpkg run may be going on (e.g. a background install at image start): wait for it
