@@ -31,6 +31,9 @@ Squid's ``X-Squid-Error`` header or an RFC 9209 ``Proxy-Status`` header with an 
 parameter (a 407 also by ``Proxy-Authenticate``). Other answers, the proxy's 5xx about an
 unreachable origin included, come back as responses, as they would from any HTTP proxy client.
 The proxy's password is masked in the whole chain of every error raised on the proxy route.
+A certificate failure of the origin's TLS inside a tunnel is checked once more, off the hot
+path, by :mod:`egress.transport.intercept`: when the proxy presented a certificate signed by a
+CA the operator added for it, the error is ``TLSIntercepted`` (hop ``origin-tls``).
 
 The whole CONNECT exchange has a deadline, the request's read timeout: a proxy that drip-feeds
 its answer cannot hold a request longer than that. A request on a kept-alive connection costs
@@ -40,9 +43,10 @@ one lookup of its origin's plan and pool, and nothing else.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import anyio.to_thread
 import httpx
 
 from egress.errors import (
@@ -51,10 +55,12 @@ from egress.errors import (
     ProxyError,
     ProxyTLSError,
     ProxyUnreachable,
+    TLSIntercepted,
     UnsupportedRoute,
 )
 from egress.settings import ProxyURL, Settings
 from egress.transport.failures import ErrorClasses, HopFailure, refusal_by_proxy, scrub_chain
+from egress.transport.intercept import intercepted
 from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner, PoolKey
 from egress.transport.proxy_hop import (
     HOPS_STARTED,
@@ -63,7 +69,12 @@ from egress.transport.proxy_hop import (
     classify,
     current_hop,
 )
-from egress.transport.trust import VerifyTypes, origin_ssl_context, proxy_ssl_context
+from egress.transport.trust import (
+    VerifyTypes,
+    operator_cas,
+    origin_ssl_context,
+    proxy_ssl_context,
+)
 
 if TYPE_CHECKING:
     from httpx._client import EventHook
@@ -84,6 +95,7 @@ __all__ = [
     "HTTPXProxyPoolTimeout",
     "HTTPXProxyTLSError",
     "HTTPXProxyUnreachable",
+    "HTTPXTLSIntercepted",
     "HTTPXUnsupportedRoute",
 ]
 
@@ -129,6 +141,10 @@ class HTTPXProxyError(ProxyError, httpx.ProxyError):
     """:class:`~egress.errors.ProxyError` from ``egress.Client``; an httpx.ProxyError."""
 
 
+class HTTPXTLSIntercepted(TLSIntercepted, httpx.ConnectError):
+    """:class:`~egress.errors.TLSIntercepted` from ``egress.Client``; an httpx.ConnectError."""
+
+
 class HTTPXUnsupportedRoute(UnsupportedRoute, httpx.UnsupportedProtocol):
     """:class:`~egress.errors.UnsupportedRoute` from ``egress.Client``; an UnsupportedProtocol."""
 
@@ -141,6 +157,7 @@ HTTPX_ERRORS: ErrorClasses = {
     "proxy": HTTPXProxyError,
     "pool": HTTPXProxyPoolTimeout,
     "route": HTTPXUnsupportedRoute,
+    "intercepted": HTTPXTLSIntercepted,
 }
 
 
@@ -170,6 +187,9 @@ class _Routing(Generic[_Pool]):
             if any(p is not None and p.scheme == "https" for p in proxies)
             else None
         )
+        self._operator_cas = operator_cas(settings.proxy)
+        """Only the operator's CAs for the proxy: what a certificate failure inside the tunnel
+        is checked against (is the proxy intercepting?); None when there are none."""
         self._limits = limits
         self._retries = retries
         self._network_backend = network_backend
@@ -268,6 +288,34 @@ class _Routing(Generic[_Pool]):
         )
         return None if failure is None else failure.error(HTTPX_ERRORS, planner.secrets)
 
+    def _probe_interception(
+        self, exc: httpx.TransportError, request: httpx.Request, plan: Plan, started: int
+    ) -> Callable[[], Exception | None] | None:
+        """For a certificate failure of the origin's TLS inside a tunnel this request set up:
+        the (blocking) check whether the proxy intercepts, giving the error to raise. None, at
+        no cost, for every other failure."""
+        if self._operator_cas is None or not isinstance(exc, httpx.ConnectError):
+            return None
+        hop = current_hop(started)
+        if hop is None or hop.phase != "origin-tls":
+            return None
+        timeouts = request.extensions.get("timeout")
+        connect = timeouts.get("connect") if isinstance(timeouts, dict) else None
+        planner = self._planner
+
+        def probe() -> Exception | None:
+            failure = intercepted(
+                exc,
+                planner,
+                plan,
+                operator_cas=self._operator_cas,
+                proxy_context=self._proxy_context,
+                timeout=connect,
+            )
+            return None if failure is None else failure.error(HTTPX_ERRORS, planner.secrets)
+
+        return probe
+
     def _refusal(self, plan: Plan, response: httpx.Response, method: str) -> HopFailure | None:
         return refusal_by_proxy(
             plan.decision,
@@ -310,6 +358,9 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
             response = pool.handle_request(request)
         except httpx.TransportError as exc:
             error = self._failed(exc, request, plan, started)
+            if error is None:
+                probe = self._probe_interception(exc, request, plan, started)
+                error = probe() if probe is not None else None
             if error is not None:
                 raise error from exc
             raise
@@ -358,6 +409,9 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
             response = await pool.handle_async_request(request)
         except httpx.TransportError as exc:
             error = self._failed(exc, request, plan, started)
+            if error is None:
+                probe = self._probe_interception(exc, request, plan, started)
+                error = await anyio.to_thread.run_sync(probe) if probe is not None else None
             if error is not None:
                 raise error from exc
             raise

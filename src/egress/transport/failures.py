@@ -30,6 +30,7 @@ from egress.errors import (
     ProxyError,
     ProxyTLSError,
     ProxyUnreachable,
+    TLSIntercepted,
     UnsupportedRoute,
 )
 from egress.redact import printable, scrub
@@ -51,10 +52,13 @@ __all__ = [
     "reason_of",
     "refusal_by_proxy",
     "scrub_chain",
+    "tls_intercepted",
     "unsupported_route",
 ]
 
-FailureKind = Literal["unreachable", "tls", "denied", "auth", "proxy", "pool", "route"]
+FailureKind = Literal[
+    "unreachable", "tls", "denied", "auth", "proxy", "pool", "route", "intercepted"
+]
 ErrorClasses: TypeAlias = Mapping[FailureKind, type[EgressTransportError]]
 
 PLAIN_ERRORS: ErrorClasses = {
@@ -65,6 +69,7 @@ PLAIN_ERRORS: ErrorClasses = {
     "proxy": ProxyError,
     "pool": ProxyUnreachable,
     "route": UnsupportedRoute,
+    "intercepted": TLSIntercepted,
 }
 """The library-neutral classes (the ``Planner``'s default)."""
 
@@ -277,6 +282,26 @@ def unsupported_route(decision: Decision) -> HopFailure:
         "connect with the warehouse's own driver through `egress tunnel`, or give the caller a "
         "URL that is not a TCP warehouse",
         "route",
+    )
+
+
+def tls_intercepted(decision: Decision, issuer: str, reason: str) -> HopFailure:
+    """Inside the tunnel, the origin's certificate failed verification (``reason``) and was
+    signed by ``issuer``, a CA the operator added for the proxy: the proxy intercepts TLS.
+
+    ``issuer`` comes from the certificate, so it is escaped and bounded here.
+    """
+    target = decision.target
+    shown_issuer = printable(issuer)[:200]
+    return _failure(
+        "intercepted",
+        decision,
+        f"the certificate {target.authority} presented through the proxy "
+        f"{_proxy_name(decision)} was issued by {shown_issuer!r}, a CA configured for the proxy "
+        f"(proxy.ca_file), which this client's origin trust rejects ({reason})",
+        "the proxy intercepts TLS: trust its CA for this destination on purpose (verify=...), "
+        f"or ask the proxy team to exempt {target.host_text} from interception",
+        "origin-tls",
     )
 
 

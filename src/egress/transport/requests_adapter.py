@@ -23,7 +23,10 @@ errors (urllib3 wraps every error that happens before the proxy accepted the con
 ``ProxyError`` and reports a refused CONNECT as ``Tunnel connection failed: <status> <reason>``;
 the adapter's own connection class marks a CONNECT answer that never came, and a plain-HTTP
 request sent to the proxy in absolute form has only the proxy as its peer). The CONNECT answer's
-headers are not available here, so the messages carry no ``X-Squid-Error`` code. No httpx is
+headers are not available here, so the messages carry no ``X-Squid-Error`` code. A certificate
+failure of the origin's TLS inside a tunnel becomes ``RequestsTLSIntercepted`` when the proxy
+presented a certificate signed by a CA the operator added for it
+(:mod:`egress.transport.intercept`). No httpx is
 imported.
 """
 
@@ -53,6 +56,7 @@ from egress.errors import (
     ProxyError,
     ProxyTLSError,
     ProxyUnreachable,
+    TLSIntercepted,
     UnsupportedRoute,
 )
 from egress.settings import ProxyURL, Settings
@@ -70,8 +74,14 @@ from egress.transport.failures import (
     refusal_by_proxy,
     scrub_chain,
 )
+from egress.transport.intercept import intercepted
 from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner
-from egress.transport.trust import VerifyTypes, origin_ssl_context, proxy_ssl_context
+from egress.transport.trust import (
+    VerifyTypes,
+    operator_cas,
+    origin_ssl_context,
+    proxy_ssl_context,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -82,6 +92,7 @@ __all__ = [
     "RequestsProxyError",
     "RequestsProxyTLSError",
     "RequestsProxyUnreachable",
+    "RequestsTLSIntercepted",
     "RequestsUnsupportedRoute",
     "requests_session",
 ]
@@ -110,6 +121,10 @@ class RequestsProxyError(ProxyError, requests.exceptions.ProxyError):
     """:class:`~egress.errors.ProxyError`; also a ``requests.exceptions.ProxyError``."""
 
 
+class RequestsTLSIntercepted(TLSIntercepted, requests.exceptions.SSLError):
+    """:class:`~egress.errors.TLSIntercepted` from ``requests_session``; a requests SSLError."""
+
+
 class RequestsUnsupportedRoute(UnsupportedRoute, requests.exceptions.InvalidSchema):
     """:class:`~egress.errors.UnsupportedRoute`; also a ``requests.exceptions.InvalidSchema``."""
 
@@ -122,6 +137,7 @@ REQUESTS_ERRORS: ErrorClasses = {
     "proxy": RequestsProxyError,
     "pool": RequestsProxyUnreachable,
     "route": RequestsUnsupportedRoute,
+    "intercepted": RequestsTLSIntercepted,
 }
 
 #: How http.client words a refused CONNECT (urllib3 2.x keeps it).
@@ -218,6 +234,8 @@ class EgressAdapter(HTTPAdapter):
         """Used for a request sent without ``timeout=``."""
         proxies = (settings.proxy.http_proxy, settings.proxy.https_proxy)
         self._proxy_urls: dict[str, ProxyURL] = {str(p): p for p in proxies if p is not None}
+        self._operator_cas = operator_cas(settings.proxy)
+        """Only the operator's CAs for the proxy (is the proxy intercepting?); None if none."""
         self._proxy_context: ssl.SSLContext | None = (
             proxy_ssl_context(settings.proxy)
             if any(p.scheme == "https" for p in self._proxy_urls.values())
@@ -269,6 +287,16 @@ class EgressAdapter(HTTPAdapter):
                 raise
             scrub_chain(exc, self._planner.secrets)
             failure = self._failure(exc, plan, request.method or "GET", read_timeout)
+            if failure is None and isinstance(exc, requests.exceptions.SSLError):
+                # not wrapped in urllib3's ProxyError: the tunnel was up, the origin's TLS failed
+                failure = intercepted(
+                    exc,
+                    self._planner,
+                    plan,
+                    operator_cas=self._operator_cas,
+                    proxy_context=self._proxy_context,
+                    timeout=_connect_timeout(timeout),
+                )
             if failure is not None:
                 error = failure.error(REQUESTS_ERRORS, self._planner.secrets)
                 if isinstance(error, requests.RequestException):
@@ -405,6 +433,13 @@ class EgressAdapter(HTTPAdapter):
                 )
             return proxy_tls_failed(decision, scrub(reason_of(ssl_error)), certificate=False)
         return proxy_unreachable(decision, scrub(reason_of(inner)))
+
+
+def _connect_timeout(timeout: Any) -> float | None:
+    """The connect part of a requests ``timeout`` (a number or a (connect, read) pair)."""
+    if isinstance(timeout, tuple):
+        timeout = timeout[0]
+    return float(timeout) if isinstance(timeout, int | float) else None
 
 
 def _read_timeout(timeout: Any) -> float | None:

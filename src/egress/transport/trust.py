@@ -21,7 +21,7 @@ from egress.errors import ConfigError, Problem
 from egress.redact import shown
 from egress.settings import ProxySettings
 
-__all__ = ["VerifyTypes", "origin_ssl_context", "proxy_ssl_context"]
+__all__ = ["VerifyTypes", "operator_cas", "origin_ssl_context", "proxy_ssl_context"]
 
 VerifyTypes: TypeAlias = "bool | str | os.PathLike[str] | ssl.SSLContext"
 
@@ -100,5 +100,18 @@ def proxy_ssl_context(proxy: ProxySettings) -> ssl.SSLContext:
     if not proxy.verify:
         return _unverified()
     ctx = _with_defaults()
+    _add_proxy_cas(ctx, proxy)
+    return ctx
+
+
+def operator_cas(proxy: ProxySettings) -> ssl.SSLContext | None:
+    """Only the CAs the operator added for the proxy (``proxy.ca_file`` / ``ca_pem``), no host
+    name check; None when there are none. What :mod:`egress.transport.intercept` verifies a
+    certificate presented inside the tunnel against: does the proxy intercept?"""
+    if not (proxy.ca_file or proxy.ca_pem):
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
     _add_proxy_cas(ctx, proxy)
     return ctx
