@@ -82,10 +82,13 @@ class CheckResult:
     required: bool
     purpose: str = ""
     feature: str = ""
+    reachable: bool = False
+    """Not ok, yet the destination answered (through a TLS-intercepting proxy whose CA is
+    trusted): a warning, never a failure of the run."""
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)
-        for extra in ("reason", "purpose", "feature"):
+        for extra in ("reason", "purpose", "feature", "reachable"):
             out.pop(extra)
         return out
 
@@ -302,6 +305,7 @@ def check_one(
     tcp = kind is not None and WAREHOUSES[kind].protocol == "tcp"
     status: Status = "ok"
     fix = ""
+    blocking = True
     try:
         if d.route == "tunnel" or (tcp and d.route == "proxy"):
             progress.hop = "proxy CONNECT"
@@ -320,9 +324,48 @@ def check_one(
             finally:
                 if own:
                     client.close()
+            issuer = _intercepting_issuer(settings, d, deadline)
+            if issuer is not None:
+                status, blocking = "tls-intercepted", False
+                detail = (
+                    f"{detail}, but the proxy intercepts TLS: the certificate presented for "
+                    f"{d.target.authority} was issued by {issuer}, a CA from proxy.ca_file, not "
+                    "by the origin's own CA"
+                )
+                fix = (
+                    "components that trust only public roots (or pin the origin's CA) fail "
+                    "here: trust that CA for this destination on purpose, or ask the proxy team "
+                    f"to exempt {d.target.host_text} from interception"
+                )
     except Exception as exc:  # every failure becomes a status, never a crash of the run
         status, detail, fix = _fail_fix(exc, d, timeout)
-    return _result(probe, d, status, detail, fix, started)
+    return _result(probe, d, status, detail, fix, started, blocking=blocking)
+
+
+def _intercepting_issuer(settings: Settings, d: Decision, deadline: float) -> str | None:
+    """After a successful proxied HTTPS check, when the operator added CAs for the proxy: the
+    issuer of the origin's certificate if one of those CAs signed it (the request only worked
+    because ``proxy.ca_file`` is trusted for origins too), else None. One more tunnel and
+    handshake (:mod:`egress.transport.intercept`), bounded by what is left of the check's time."""
+    from egress.transport import Planner
+    from egress.transport.intercept import intercepting_issuer
+    from egress.transport.trust import operator_cas, proxy_ssl_context
+
+    proxy = d.proxy_url
+    if d.route != "proxy" or proxy is None or d.target.scheme not in ("https", "wss"):
+        return None
+    cas = operator_cas(settings.proxy)
+    if cas is None:
+        return None
+    return intercepting_issuer(
+        proxy,
+        d.target.host_text,
+        d.target.port or 443,
+        operator_cas=cas,
+        proxy_context=proxy_ssl_context(settings.proxy) if proxy.scheme == "https" else None,
+        credentials=Planner(settings).credentials,
+        timeout=max(0.05, deadline - time.monotonic()),
+    )
 
 
 _HTTP_SCHEMES = frozenset({"http", "https", "ws", "wss"})
@@ -338,7 +381,14 @@ def _http_url(url: str) -> str:
 
 
 def _result(
-    probe: Probe, d: Decision, status: Status, detail: str, fix: str, started: float
+    probe: Probe,
+    d: Decision,
+    status: Status,
+    detail: str,
+    fix: str,
+    started: float,
+    *,
+    blocking: bool = True,
 ) -> CheckResult:
     return CheckResult(
         url=mask_url(probe.url),
@@ -354,6 +404,7 @@ def _result(
         required=probe.required,
         purpose=probe.purpose,
         feature=probe.feature,
+        reachable=status != "ok" and not blocking,
     )
 
 
@@ -448,9 +499,12 @@ def _overdue(
 
 
 def failed(results: Iterable[CheckResult]) -> tuple[list[CheckResult], list[CheckResult]]:
-    """The required results that failed, and the optional ones (warnings)."""
+    """The required results that failed, and the rest that did not pass cleanly (warnings: an
+    optional failure, or a destination reached through a TLS-intercepting proxy)."""
     bad = [r for r in results if r.status != "ok"]
-    return [r for r in bad if r.required], [r for r in bad if not r.required]
+    return [r for r in bad if r.required and not r.reachable], [
+        r for r in bad if not r.required or r.reachable
+    ]
 
 
 def exit_code(results: Iterable[CheckResult]) -> int:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from egress.check import STATUSES, CheckResult
+from egress.check import failed as failures
 from egress.redact import mask_url, printable, scrub
 from egress.scope import in_scope
 
@@ -163,8 +164,7 @@ def _summary(settings: Settings, results: Sequence[CheckResult], t: _Show) -> st
             proxy_line = f"https: <code>{t(https_p)}</code>, http: <code>{t(http_p)}</code>"
         if not proxy.enabled:
             proxy_line += " (switched off: every destination goes direct)"
-    required_failed = [r for r in results if r.required and r.status != "ok"]
-    optional_failed = [r for r in results if not r.required and r.status != "ok"]
+    required_failed, optional_failed = failures(results)  # the same rule as the exit code
     if not results:
         verdict = ("warn", "No destination was checked.")
     elif required_failed:
@@ -172,7 +172,7 @@ def _summary(settings: Settings, results: Sequence[CheckResult], t: _Show) -> st
         verdict = ("fail", f"FAILED: {n} required destination{_s(n)} failed.")
     elif optional_failed:
         n = len(optional_failed)
-        verdict = ("warn", f"PASSED with warnings: {n} optional destination{_s(n)} failed.")
+        verdict = ("warn", f"PASSED with {n} warning{_s(n)} (see below).")
     else:
         verdict = ("ok", f"PASSED: all {len(results)} destinations are reachable.")
     counts = Counter(r.status for r in results)

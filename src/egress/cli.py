@@ -689,24 +689,31 @@ def cmd_check(args: argparse.Namespace, con: _Console) -> int:
                 con.out(f"{'':<20} fix: {r.fix}")
         con.out(
             f"{len(results)} checked: {len(results) - len(bad) - len(warned)} ok, "
-            f"{len(bad)} required failed, {len(warned)} optional failed"
+            f"{len(bad)} required failed, {len(warned)} warnings"
         )
     if args.report:
-        _write_report(args.report, settings, results, con)
+        _write_report(args.report, settings, results, features, con)
     return Exit(exit_code(results))
 
 
-def _write_report(path: str, settings: Settings, results: list[CheckResult], con: _Console) -> None:
-    """``--report``: the page for the proxy team, when egress.check_report is installed."""
+def _write_report(
+    path: str,
+    settings: Settings,
+    results: list[CheckResult],
+    features: tuple[str, ...] | None,
+    con: _Console,
+) -> None:
+    """``--report``: the self-contained page for the proxy team."""
+    from egress.check_report import html_report
+
+    page = html_report(settings, results, features=features)
     try:
-        from egress.check_report import html_report  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        con.err("warning: --report: this egress has no HTML report (egress.check_report); skipped")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(page)
+    except OSError as exc:
+        con.fail(f"--report: cannot write {shown(path)} ({exc.strerror})", "give a writable path")
         return
-    page: str = html_report(settings, results)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    con.err(f"report written to {path}")
+    con.err(f"report written to {printable(path)}")
 
 
 def cmd_cluster_ip(args: argparse.Namespace, con: _Console) -> int:

@@ -233,3 +233,29 @@ def test_cli_exit_3_for_invalid_settings(
     code, _, err = run_cli(["check", "--config", str(config)], capsys)
     assert code == cli.Exit.INVALID
     assert "endpoints[0]" in err
+
+
+def test_cli_report_is_written_for_the_proxy_team(
+    tmp_path: Path, postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "egress.yaml"
+    good = f"postgresql://127.0.0.1:{postgres.port}/db"
+    config.write_text(
+        "proxy: {url: 'http://127.0.0.1:1'}\nwarehouses: [postgres]\n"
+        f"endpoints: ['{good}']\nexcluded_domains: [127.0.0.1]\n"
+    )
+    report = tmp_path / "report.html"
+    code, _, err = run_cli(
+        ["check", "--config", str(config), "--timeout", "2", "--report", str(report)], capsys
+    )
+    assert code == cli.Exit.FAILED  # the catalog's core hosts: the proxy at port 1 is down
+    assert f"report written to {report}" in err
+    page = report.read_text()
+    for heading in ("What to allow", "What bypasses the proxy", "Results"):
+        assert heading in page
+    assert "proxy-unreachable" in page and "auth.carto.com" in page
+    assert f"127.0.0.1:{postgres.port}" in page  # the endpoint, checked directly
+    code, _, err = run_cli(
+        ["check", "--config", str(config), "--timeout", "2", "--report", str(tmp_path)], capsys
+    )
+    assert "cannot write" in err

@@ -208,3 +208,55 @@ def test_no_false_positive_without_interception(
     ):
         session.get(url_of(origin), timeout=5)
     assert not isinstance(failed.value, TLSIntercepted)
+
+
+# -- egress check: the tls-intercepted status -----------------------------------------------------
+
+
+def test_check_reports_interception_even_when_the_ca_is_trusted(
+    bumping_squid: BumpingSquid, origin: FakeOrigin, bump_ca: InterceptionCA, certs: CertBundle
+) -> None:
+    """With the interception CA in proxy.ca_file the request works (egress trusts it for
+    origins too), but the preflight still says the proxy intercepts: a warning, not a failure."""
+    from egress.check import Probe, exit_code, run_checks
+
+    settings = settings_for(bumping_squid.http_url, bump_ca.cert)
+    (result,) = run_checks(settings, [Probe(url_of(origin, "/check"), required=True)], timeout=5)
+    assert result.status == "tls-intercepted", result
+    assert result.reachable
+    assert "OU=interception CA" in result.detail and "HTTP 200" in result.detail
+    assert f"exempt {names.API_SAAS} from interception" in result.fix
+    assert exit_code([result]) == 0, "reachable through the proxy: a warning only"
+
+
+def test_check_fails_an_intercepted_destination_it_cannot_reach(
+    bumping_squid: BumpingSquid, origin: FakeOrigin, bump_ca: InterceptionCA
+) -> None:
+    from egress.check import Probe, exit_code, run_checks
+
+    settings = settings_for(bumping_squid.http_url, bump_ca.cert)
+    (result,) = run_checks(
+        settings,
+        [Probe(url_of(origin, "/check"), required=True)],
+        timeout=5,
+        verify=public_roots(),
+    )
+    assert result.status == "tls-intercepted", result
+    assert not result.reachable
+    assert exit_code([result]) == 1
+
+
+def test_check_sees_no_interception_through_a_plain_squid(
+    squid: SquidProxy, origin: FakeOrigin, certs: CertBundle
+) -> None:
+    """The proxy CA in ca_file, but the origin presents its own certificate: plain ok."""
+    from egress.check import Probe, run_checks
+
+    settings = settings_for(squid.http_url, certs.proxy_ca)
+    (result,) = run_checks(
+        settings,
+        [Probe(url_of(origin, "/check"), required=True)],
+        timeout=5,
+        verify=certs.origin_ca,
+    )
+    assert result.status == "ok", result
