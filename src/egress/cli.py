@@ -20,7 +20,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from egress.errors import ConfigError, EgressError, EgressTransportError, Problem, UsageError
 from egress.redact import mask_url, printable, scrub, shown, split_userinfo
@@ -30,7 +30,7 @@ from egress.settings import Settings, load_environment, load_helm_values, load_y
 from egress.warehouses import WAREHOUSES
 
 if TYPE_CHECKING:
-    from egress.check import CheckResult
+    from egress.check import CheckResult, Probe
 
 __all__ = ["Exit", "UsageError", "main"]
 
@@ -667,18 +667,21 @@ def cmd_check(args: argparse.Namespace, con: _Console) -> int:
     settings = _load(args, con)
     probes = probes_for(settings, features, args.url)
     live = not args.json and con.stdout.isatty()
-    done = [0]
-
-    def progress(result: CheckResult) -> None:
-        done[0] += 1
-        con.err(f"[{done[0]}/{len(probes)}] {result.status:<20} {result.url}")
-
-    results = run_checks(
-        settings, probes, timeout=args.timeout, on_result=progress if live else None
-    )
+    if live:
+        results = _run_checks_live(settings, probes, args.timeout, con)
+    else:
+        results = run_checks(settings, probes, timeout=args.timeout)
     bad, warned = failed(results)
     if args.json:
         con.json([r.as_dict() for r in results], indent=2)
+    elif live:
+        from rich.console import Console
+
+        Console(file=con.stdout).print(check_table(results, con.clean))
+        con.out(
+            f"{len(results)} checked: {len(results) - len(bad) - len(warned)} ok, "
+            f"{len(bad)} required failed, {len(warned)} warnings"
+        )
     else:
         width = max((len(r.url) for r in results), default=10)
         for r in results:
@@ -694,6 +697,55 @@ def cmd_check(args: argparse.Namespace, con: _Console) -> int:
     if args.report:
         _write_report(args.report, settings, results, features, con)
     return Exit(exit_code(results))
+
+
+def _run_checks_live(
+    settings: Settings, probes: Sequence[Probe], timeout: float, con: _Console
+) -> list[CheckResult]:
+    """``run_checks`` with a progress bar on the terminal (stderr), one step per result."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from egress.check import run_checks
+
+    columns = (
+        TextColumn("checking"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=Console(file=con.stderr), transient=True) as bar:
+        task = bar.add_task("", total=len(probes), last="")
+
+        def step(result: CheckResult) -> None:
+            bar.update(task, advance=1, last=con.clean(f"{result.status} {result.host}"))
+
+        return run_checks(settings, probes, timeout=timeout, on_result=step)
+
+
+def check_table(results: Sequence[CheckResult], clean: Callable[[str], str]) -> Any:
+    """The results as a rich Table for a terminal; every value is plain text (``clean``ed, and
+    never read as rich markup), status coloured and spelled out."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from egress.check import failed
+
+    bad, warned = failed(results)
+    style = {id(r): "red" for r in bad} | {id(r): "yellow" for r in warned}
+    table = Table(title="egress check", expand=False, show_lines=False)
+    for name in ("status", "destination", "route", "", "ms", "fix"):
+        table.add_column(name, overflow="fold")
+    for r in results:
+        table.add_row(
+            Text(r.status, style=style.get(id(r), "green")),
+            Text(clean(r.url)),
+            Text(f"{r.route} ({clean(r.rule)})"),
+            Text("required" if r.required else "optional"),
+            Text(f"{r.elapsed_ms:.0f}"),
+            Text(clean(r.fix or r.detail)),
+        )
+    return table
 
 
 def _write_report(

@@ -7,6 +7,7 @@ names are resolved only by Squid's hosts_file or egress's ``resolve``; a direct 
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
@@ -259,3 +260,74 @@ def test_cli_report_is_written_for_the_proxy_team(
         ["check", "--config", str(config), "--timeout", "2", "--report", str(tmp_path)], capsys
     )
     assert "cannot write" in err
+
+
+def test_check_table_for_people_is_plain_text_with_coloured_status() -> None:
+    """The terminal table: values never read as rich markup, control characters escaped."""
+    from rich.console import Console
+
+    from egress.check import CheckResult
+    from egress.cli import check_table
+
+    hostile = CheckResult(
+        url="https://[red]x[/red].example/\x1b[2J",
+        host="x.example",
+        port=443,
+        route="proxy",
+        rule="default",
+        reason="",
+        status="proxy-denied",
+        detail="403",
+        fix="ask the proxy team to allow [bold]x[/bold].example:443",
+        elapsed_ms=12.0,
+        required=True,
+    )
+    fine = CheckResult("https://ok.example/", "ok.example", 443, "proxy", "default", "", "ok",
+                       "HTTP 200", "", 3.0, False)  # fmt: skip
+    console = Console(
+        file=io.StringIO(), record=True, force_terminal=True, width=200, color_system="standard"
+    )
+    console.print(check_table([hostile, fine], lambda text: text.replace("\x1b", "\\x1b")))
+    plain = console.export_text(clear=False)
+    assert "[red]x[/red]" in plain and "[bold]x[/bold]" in plain  # shown, not interpreted
+    assert "\x1b" not in plain and "\\x1b[2J" in plain
+    assert "proxy-denied" in plain and "required" in plain and "optional" in plain
+    styled = console.export_text(styles=True)
+    assert "\x1b[31mproxy-denied" in styled and "\x1b[32mok" in styled  # red, green
+
+
+def test_cli_check_on_a_terminal_shows_progress_and_a_table(tmp_path: Path) -> None:
+    """Through a real pseudo-terminal: a progress bar on stderr while checking, then a table."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    config = tmp_path / "egress.yaml"
+    config.write_text("proxy: {url: 'http://127.0.0.1:1'}\nwarehouses: []\n")
+    main_fd, child_fd = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "egress.cli", "check", "--config", str(config), "--timeout", "2"],
+        stdin=child_fd,
+        stdout=child_fd,
+        stderr=child_fd,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main_fd)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 1
+    assert "egress check" in screen and "proxy-unreachable" in screen  # the table
+    assert "checking" in screen  # the progress bar
