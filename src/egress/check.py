@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from egress.errors import (
     EgressTransportError,
@@ -47,18 +47,8 @@ Status = Literal[
     "timeout",
     "origin-error",
 ]
-STATUSES: tuple[Status, ...] = (
-    "ok",
-    "proxy-unreachable",
-    "proxy-auth-required",
-    "proxy-denied",
-    "proxy-tls-untrusted",
-    "tls-intercepted",
-    "dns-failed",
-    "connect-refused",
-    "timeout",
-    "origin-error",
-)
+STATUSES: tuple[Status, ...] = get_args(Status)
+"""Every status, in the order the report lists them."""
 
 
 @dataclass(frozen=True)
