@@ -295,7 +295,7 @@ def check_one(
     tcp = kind is not None and WAREHOUSES[kind].protocol == "tcp"
     status: Status = "ok"
     fix = ""
-    blocking = True
+    reachable = False
     try:
         if d.route == "tunnel" or (tcp and d.route == "proxy"):
             progress.hop = "proxy CONNECT"
@@ -316,7 +316,7 @@ def check_one(
                     client.close()
             issuer = _intercepting_issuer(settings, d, deadline)
             if issuer is not None:
-                status, blocking = "tls-intercepted", False
+                status, reachable = "tls-intercepted", True
                 detail = (
                     f"{detail}, but the proxy intercepts TLS: the certificate presented for "
                     f"{d.target.authority} was issued by {issuer}, a CA from proxy.ca_file, not "
@@ -329,7 +329,7 @@ def check_one(
                 )
     except Exception as exc:  # every failure becomes a status, never a crash of the run
         status, detail, fix = _fail_fix(exc, d, timeout)
-    return _result(probe, d, status, detail, fix, started, blocking=blocking)
+    return _result(probe, d, status, detail, fix, started, reachable=reachable)
 
 
 def _intercepting_issuer(settings: Settings, d: Decision, deadline: float) -> str | None:
@@ -378,7 +378,7 @@ def _result(
     fix: str,
     started: float,
     *,
-    blocking: bool = True,
+    reachable: bool = False,
 ) -> CheckResult:
     return CheckResult(
         url=mask_url(probe.url),
@@ -394,7 +394,7 @@ def _result(
         required=probe.required,
         purpose=probe.purpose,
         feature=probe.feature,
-        reachable=status != "ok" and not blocking,
+        reachable=reachable,
     )
 
 
@@ -488,13 +488,16 @@ def _overdue(
     )
 
 
+def blocks(r: CheckResult) -> bool:
+    """Whether this result fails the run: required, not ok, and not reached anyway."""
+    return r.status != "ok" and r.required and not r.reachable
+
+
 def failed(results: Iterable[CheckResult]) -> tuple[list[CheckResult], list[CheckResult]]:
     """The required results that failed, and the rest that did not pass cleanly (warnings: an
     optional failure, or a destination reached through a TLS-intercepting proxy)."""
     bad = [r for r in results if r.status != "ok"]
-    return [r for r in bad if r.required and not r.reachable], [
-        r for r in bad if not r.required or r.reachable
-    ]
+    return [r for r in bad if blocks(r)], [r for r in bad if not blocks(r)]
 
 
 def exit_code(results: Iterable[CheckResult]) -> int:

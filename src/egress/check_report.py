@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
-from egress.check import STATUSES, CheckResult
+from egress.check import STATUSES, CheckResult, blocks
 from egress.check import failed as failures
 from egress.redact import mask_url, printable, scrub
 from egress.scope import in_scope
@@ -177,7 +177,7 @@ def _summary(settings: Settings, results: Sequence[CheckResult], t: _Show) -> st
         verdict = ("ok", f"PASSED: all {len(results)} destinations are reachable.")
     counts = Counter(r.status for r in results)
     badges = "".join(
-        f'<li><span class="badge {_status_class(s, True)}">{t(s)}: {counts[s]}</span></li>'
+        f'<li><span class="badge {"ok" if s == "ok" else "fail"}">{t(s)}: {counts[s]}</span></li>'
         for s in STATUSES
         if counts[s]
     )
@@ -192,7 +192,7 @@ def _summary(settings: Settings, results: Sequence[CheckResult], t: _Show) -> st
         if failed:
             items = "".join(
                 f"<li><code>{t(r.host)}:{r.port}</code> "
-                f'<span class="badge {_status_class(r.status, r.required)}">{t(r.status)}</span>'
+                f'<span class="badge {_result_class(r)}">{t(r.status)}</span>'
                 f" {t(r.fix)}</li>"
                 for r in failed
             )
@@ -360,25 +360,24 @@ def _covers(row: Row, res: CheckResult) -> bool:
 
 
 def _severity_order(r: CheckResult) -> tuple[int, str, int]:
-    failed = r.status != "ok"
-    rank = 0 if failed and r.required else 1 if failed else 2
+    rank = 0 if blocks(r) else 1 if r.status != "ok" else 2
     return (rank, r.host, r.port)
 
 
-def _status_class(status: str, required: bool) -> str:
-    if status == "ok":
+def _result_class(r: CheckResult) -> str:
+    """ok, fail (fails the run, :func:`egress.check.blocks`) or warn."""
+    if r.status == "ok":
         return "ok"
-    return "fail" if required else "warn"
+    return "fail" if blocks(r) else "warn"
 
 
 def _row_class(r: CheckResult) -> str:
-    return "" if r.status == "ok" else _status_class(r.status, r.required)
+    return "" if r.status == "ok" else _result_class(r)
 
 
 def _badge(r: CheckResult) -> str:
-    mark = "\u2713" if r.status == "ok" else "\u2717" if r.required else "!"
-    cls = _status_class(r.status, r.required)
-    return f'<span class="badge {cls}">{mark} {_text(r.status, ())}</span>'
+    mark = "\u2713" if r.status == "ok" else "\u2717" if blocks(r) else "!"
+    return f'<span class="badge {_result_class(r)}">{mark} {_text(r.status, ())}</span>'
 
 
 def _checked(results: Sequence[CheckResult]) -> str:

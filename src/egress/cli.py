@@ -671,25 +671,24 @@ def cmd_check(args: argparse.Namespace, con: _Console) -> int:
         results = _run_checks_live(settings, probes, args.timeout, con)
     else:
         results = run_checks(settings, probes, timeout=args.timeout)
-    bad, warned = failed(results)
     if args.json:
         con.json([r.as_dict() for r in results], indent=2)
-    elif live:
-        from rich.console import Console
-
-        Console(file=con.stdout).print(check_table(results, con.clean))
-        con.out(
-            f"{len(results)} checked: {len(results) - len(bad) - len(warned)} ok, "
-            f"{len(bad)} required failed, {len(warned)} warnings"
-        )
     else:
-        width = max((len(r.url) for r in results), default=10)
-        for r in results:
-            need = "required" if r.required else "optional"
-            con.out(f"{r.status:<20} {r.url:<{width}}  {r.route:<6} {need}  {r.elapsed_ms:.0f} ms")
-            con.out(f"{'':<20} {r.detail}")
-            if r.fix:
-                con.out(f"{'':<20} fix: {r.fix}")
+        if live:
+            from rich.console import Console
+
+            Console(file=con.stdout).print(check_table(results, con.clean))
+        else:
+            width = max((len(r.url) for r in results), default=10)
+            for r in results:
+                need = "required" if r.required else "optional"
+                con.out(
+                    f"{r.status:<20} {r.url:<{width}}  {r.route:<6} {need}  {r.elapsed_ms:.0f} ms"
+                )
+                con.out(f"{'':<20} {r.detail}")
+                if r.fix:
+                    con.out(f"{'':<20} fix: {r.fix}")
+        bad, warned = failed(results)
         con.out(
             f"{len(results)} checked: {len(results) - len(bad) - len(warned)} ok, "
             f"{len(bad)} required failed, {len(warned)} warnings"

@@ -83,30 +83,30 @@ def settings_from_helm_mapping(
             )
 
     ca_pem_parts: list[str] = []
+    pems: dict[str, str | None] = {}
     tc = mapping(top.get("trustedCACerts"), "trustedCACerts", p)
     for fld, value in (
         ("trustedCACerts.value", tc.get("value")),
         ("externalProxy.sslCA", xp.get("sslCA")),
     ):
-        pem = text(value, fld, p)
+        pem = pems[fld] = text(value, fld, p)
         if pem is not None:
             if "-----BEGIN CERTIFICATE-----" not in pem:
                 p.error(fld, "holds no PEM certificate", "paste the CA as PEM text")
             else:
                 ca_pem_parts.append(pem.strip() + "\n")
     ca_configmap: tuple[str, str] | None = None
+    names: dict[str, str | None] = {}
     for fld, value in (
         ("trustedCACerts.existingConfigmap", tc.get("existingConfigmap")),
         ("externalProxy.sslCAConfigmap", xp.get("sslCAConfigmap")),
     ):
         cm = mapping(value, fld, p)
-        name = text(cm.get("name"), f"{fld}.name", p)
+        name = names[fld] = text(cm.get("name"), f"{fld}.name", p)
         if name and ca_configmap is None:
             key = text(cm.get("key"), f"{fld}.key", p) or "ca.crt"
             ca_configmap = (name, key)
-    sslca = text(xp.get("sslCA"), "externalProxy.sslCA", Problems())
-    sslcm = mapping(xp.get("sslCAConfigmap"), "externalProxy.sslCAConfigmap", Problems())
-    if sslca and text(sslcm.get("name"), "externalProxy.sslCAConfigmap.name", Problems()):
+    if pems["externalProxy.sslCA"] and names["externalProxy.sslCAConfigmap"]:
         p.error(
             "externalProxy.sslCA",
             "is set together with externalProxy.sslCAConfigmap (Duplicated SSL CA)",
