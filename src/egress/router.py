@@ -335,14 +335,6 @@ class Rule:
     port: int | None = None
     """The port its destinations use when the URL names none (warehouses), else None."""
 
-    @property
-    def id(self) -> str:
-        return self.rule
-
-    @property
-    def reason(self) -> str:
-        return self.sentence
-
     def route_for(self, scheme: str) -> RouteKind:
         """The route of a destination with this URL scheme that this rule decides."""
         return self.plain_route if scheme in PLAIN_SCHEMES else self.route

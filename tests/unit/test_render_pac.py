@@ -210,14 +210,10 @@ def node() -> Iterator[NodeWorker]:
 
 
 @functools.cache
-def _answers(name: str, worker: NodeWorker) -> dict[str, str]:
+def node_answers(name: str, worker: NodeWorker) -> dict[str, str]:
     urls = [url for _, url in URLS] + [url for _, url, _ in PORT_CASES]
     answers = worker.pac(pac_text(name), [(url, browser_host(url)) for url in urls])
     return dict(zip(urls, answers, strict=True))
-
-
-def node_answers(name: str, worker: NodeWorker) -> dict[str, str]:
-    return _answers(name, worker)
 
 
 @pytest.mark.parametrize("url", [pytest.param(url, id=uid) for uid, url in URLS])

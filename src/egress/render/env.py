@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from egress.render import Artifact, RenderOptions, check_env_artifact
+from egress.render import NO_PROXY_NAMES, Artifact, RenderOptions, check_env_artifact
 from egress.render.bypass import NoProxyGroup, NoProxyList, no_proxy_list
 from egress.settings import ProxyURL, Settings
 
@@ -59,12 +59,6 @@ SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"
 """The system roots on Debian, Ubuntu and Alpine (RHEL: /etc/pki/tls/certs/ca-bundle.crt)."""
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "egress"}
-
-PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")
-GRPC_VARIABLES = ("GRPC_PROXY", "grpc_proxy")
-NO_PROXY_VARIABLES = ("NO_PROXY", "no_proxy")
-CREDENTIAL_VARIABLES = PROXY_VARIABLES + GRPC_VARIABLES
-"""The variables whose value carries ``user:password@`` in the Secret."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +292,7 @@ def _proxy_sections(
         Section(
             "NO_PROXY",
             tuple(np_comment),
-            tuple(Variable(name, nop.value) for name in NO_PROXY_VARIABLES),
+            tuple(Variable(name, nop.value) for name in NO_PROXY_NAMES),
         )
     )
     return sections
