@@ -18,7 +18,7 @@ times slower: every kind of new host in its share, every known host up to 10,000
 Passes of every case are interleaved, so a slow moment of a shared machine lands on all of them
 alike; each figure is the median over the rounds.
 
-Goals (DESIGN.md §9); the verdict uses only these:
+Goals (README, "Benchmarks"); the verdict uses only these:
 
 - a new host: at least 1,000x faster than urllib at 10,000 entries;
 - a known host with a new path or query: at least 3,000x faster than urllib at 10,000 entries and

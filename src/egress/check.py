@@ -501,7 +501,7 @@ def failed(results: Iterable[CheckResult]) -> tuple[list[CheckResult], list[Chec
 
 
 def exit_code(results: Iterable[CheckResult]) -> int:
-    """The command's exit code (DESIGN.md section 7): 0 when every required check is ok, else 1;
+    """The command's exit code (README, "Command line"): 0 when every required check is ok, else 1;
     failed optional checks only warn."""
     bad, _ = failed(results)
     return 1 if bad else 0

@@ -1,7 +1,7 @@
 """The one NO_PROXY parser and compiled matcher that every egress component shares.
 
 A value is split on commas and ASCII whitespace; empty tokens are dropped. Each token is
-lower-cased and classified (DESIGN.md §5, reference/no-proxy-semantics.md §6.2)::
+lower-cased and classified (README, "NO_PROXY semantics")::
 
     token    := "*"                          every host, every port
               | cidr                         addr "/" bits, host bits masked; "/0" = whole family

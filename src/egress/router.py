@@ -301,12 +301,12 @@ class Rule:
     """One compiled rule as data: what it covers, where it sends it under these settings, and why.
 
     Every consumer (renderers, ``validate``'s notes, ``explain --all-rules``) is built from these
-    and from decisions; none keeps its own copy of a rule (DESIGN.md §3). The route can depend on
-    the destination's scheme (the http:// and https:// proxies may differ, or one may be
-    missing), so it is given for both families: ``route`` for ``https://``, ``wss://`` and every
+    and from decisions; none keeps its own copy of a rule (README, "For the operator"). The route
+    can depend on the destination's scheme (the http:// and https:// proxies may differ, or one may
+    be missing), so it is given for both families: ``route`` for ``https://``, ``wss://`` and every
     other scheme, ``plain_route`` for ``http://`` and ``ws://``. The routes are those ``decide``
-    gives a host this rule covers when no earlier rule covers it; an earlier ``proxy-disabled``
-    rule covers everything.
+    gives a host this rule covers when no earlier rule covers it; an earlier ``proxy-disabled`` rule
+    covers everything.
     """
 
     rule: str

@@ -54,7 +54,7 @@ def by_destination(rows: list[Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("host", "port", "feature", "required"),
     [
-        # reference/carto-selfhosted.md §4.1 required services
+        # the seed platform's required services
         pytest.param("auth.carto.com", 443, "core", True, id="auth"),
         pytest.param("*.self-hosted.carto.com", 443, "core", True, id="releases"),
         pytest.param("docker.io", 443, "core", True, id="docker-io"),

@@ -1,4 +1,4 @@
-"""The command line contract of DESIGN.md §7: spellings, JSON fields, exit codes."""
+"""The command line contract (README, "Command line"): spellings, JSON fields, exit codes."""
 
 from __future__ import annotations
 

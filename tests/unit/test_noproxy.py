@@ -1,4 +1,4 @@
-"""NO_PROXY parsing and matching (DESIGN.md §5, reference/no-proxy-semantics.md §6)."""
+"""NO_PROXY parsing and matching (README, "NO_PROXY semantics")."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """What bypasses the proxy, as a NO_PROXY list: the one speller every artifact shares.
 
-Built from the router's rules and nothing else (DESIGN.md §3): each rule whose hosts the router
-sends direct contributes its entries, in the router's order, each written in the spelling most
-runtimes read the same way (``reference/no-proxy-semantics.md`` §2-§4). What a runtime still
-reads differently, or what NO_PROXY cannot say at all, comes back as warnings that name the
-runtimes and the entries. ``render env`` writes the list as ``NO_PROXY``, ``render helm`` as the
+Built from the router's rules and nothing else (README, "For the operator"): each rule whose
+hosts the router sends direct contributes its entries, in the router's order, each written in the
+spelling most runtimes read the same way (the runtime notes in :class:`Speller`). What a runtime
+still reads differently, or what NO_PROXY cannot say at all, comes back as warnings that name
+the runtimes and the entries. ``render env`` writes the list as ``NO_PROXY``, ``render helm`` as the
 chart's ``excludedDomains`` (which the chart joins into ``NO_PROXY``), ``render squid`` lists it
 for the proxy team.
 
@@ -111,7 +111,7 @@ class Speller:
             # Both spellings: curl, Python and undici >= 7.22 read either as "the domain and its
             # subdomains", but Go, wget, Ruby, httpx, proxy-from-env and undici 6 read
             # ".example.com" as subdomains only, and proxy-from-env and undici 6 read
-            # "example.com" as that host only (no-proxy-semantics.md §4, NP002/NP009).
+            # "example.com" as that host only (NP002/NP009 in the runtime comparison).
             out = [entry.value + port, "." + entry.value + port]
             if not entry.raw.isascii():
                 self.idn.append(f"{entry.raw} -> {entry.value}")

@@ -7,7 +7,7 @@ Three formats of the same variables (``RenderOptions.format``):
 - ``configmap``: a Kubernetes ConfigMap (``data``). Never carries the proxy password.
 - ``secret``: a Kubernetes Secret (``stringData``): the same variables, with the proxy URLs
   carrying ``user:password@`` (percent-encoded) when ``proxy.username`` is set. The only
-  output that ever holds the password (DESIGN.md §10).
+  output that ever holds the password (README, "Environment for other runtimes").
 
 With authentication configured, dotenv and ConfigMap still write the proxy URLs, without
 credentials (the proxy answers 407 until the Secret, mounted after the ConfigMap, overrides
@@ -280,7 +280,7 @@ def _proxy_sections(
     np_comment += [
         "PostgreSQL and Redshift drivers speak TCP, not HTTP, and read no proxy variable: they go",
         "direct (or through `egress tunnel`) whatever NO_PROXY says.",
-        "Spelling, for the runtimes that disagree (no-proxy-semantics.md §4): each domain is",
+        "Spelling, for the runtimes that disagree: each domain is",
         "written as example.com AND .example.com, because Go, wget, Ruby, httpx and",
         "proxy-from-env read .example.com as subdomains only, and proxy-from-env and undici 6",
         "read example.com as that host only (the bare form also matches notexample.com in",

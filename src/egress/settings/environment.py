@@ -1,7 +1,7 @@
 """The environment loader: the proxy variables every runtime reads, read the way they agree on.
 
 ``http_proxy``/``HTTP_PROXY``/``https_proxy``/``HTTPS_PROXY``/``all_proxy``/``ALL_PROXY``/
-``no_proxy``/``NO_PROXY`` (``reference/no-proxy-semantics.md`` §6.1): lowercase first,
+``no_proxy``/``NO_PROXY`` (as curl, Python and Go read them): lowercase first,
 set-but-empty means unset, no fallback from https to the http proxy, uppercase ``HTTP_PROXY``
 ignored when ``REQUEST_METHOD`` is set (CGI, "httpoxy"), a value without a scheme read as
 ``http://``. ``NO_PROXY`` is split by :func:`egress.noproxy.split_no_proxy`, like every other
