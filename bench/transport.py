@@ -1,7 +1,7 @@
 """Benchmark: the client CPU ``egress.Client`` spends per request over a plain httpx client.
 
-DESIGN.md §9: through Squid, with keep-alive and a different path on every request,
-``egress.Client`` spends at most 1.02x the client CPU per request of a plain
+The target (README, Benchmarks): through Squid, with keep-alive and a different path on every
+request, ``egress.Client`` spends at most 1.02x the client CPU per request of a plain
 ``httpx.Client(proxy=...)`` with the same proxy, and keep-alive holds one CONNECT tunnel per
 origin (counted in Squid's access log).
 
