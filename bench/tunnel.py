@@ -4,7 +4,7 @@ Three paths to one loopback TCP server (a sink/source in a child process), in on
 
 - direct: the client connects to the server itself;
 - socat: ``socat -b 1048576 TCP-LISTEN:... PROXY:127.0.0.1:<name>:<port>,proxyport=<squid>``
-  through the same Squid (issue 8's baseline: socat with 1 MiB buffers);
+  through the same Squid (the baseline: socat with 1 MiB buffers);
 - egress: ``egress tunnel --target <name>:<port>`` (a child process) through that Squid, which
   copies with ``recv_into``/``send`` of up to 1 MiB;
 - splice: the same with ``EGRESS_TUNNEL_SPLICE=1`` (``os.splice`` through a pipe, the bytes stay
@@ -27,6 +27,7 @@ import argparse
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -274,6 +275,7 @@ def main() -> int:
         squid.close()
         server.kill()
         server.join()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ tunnel, the tunnel only sees ciphertext.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import fcntl
@@ -40,16 +39,19 @@ from egress.redact import printable, shown
 from egress.router import Decision
 from egress.settings import Settings
 from egress.transport.failures import (
+    ANSWER_LIMIT,
     PLAIN_ERRORS,
     HopFailure,
     NoAnswer,
+    connect_answer,
+    proxy_answer_detail,
     proxy_no_answer,
     proxy_refused,
     proxy_tls_failed,
     proxy_unreachable,
     reason_of,
 )
-from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Planner
+from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Planner, connect_request
 from egress.transport.trust import proxy_ssl_context
 from egress.warehouses import WAREHOUSES
 
@@ -60,8 +62,6 @@ LOG = logging.getLogger("egress.tunnel")
 CHUNK = 1024 * 1024
 """Bytes read per direction before they are written on: large reads keep the copy's per-call
 cost low (measured in ``bench/tunnel.py``)."""
-ANSWER_LIMIT = 16 * 1024
-"""The most of the proxy's answer to CONNECT (status line and headers) that is read."""
 _PORT_KINDS = {w.default_port: name for name, w in WAREHOUSES.items() if w.protocol == "tcp"}
 
 
@@ -101,21 +101,6 @@ def _denied_port(failure: HopFailure, decision: Decision) -> HopFailure:
     )
     what = failure.message[: len(failure.message) - len(failure.hint)].rstrip(": ")
     return dataclasses.replace(failure, message=f"{what}: {hint}", hint=hint)
-
-
-def _answer(data: bytes) -> tuple[int | None, str, dict[str, str]]:
-    """Status, reason phrase and headers of an answer to CONNECT; status None if not HTTP."""
-    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-    lines = head.split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        return None, "", {}
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), printable(parts[2] if len(parts) > 2 else ""), headers
 
 
 def _fail(failure: HopFailure, planner: Planner, cause: BaseException | None = None) -> None:
@@ -166,16 +151,10 @@ def open_upstream(
                 _fail(failure, planner, exc)
             except (ssl.SSLError, OSError) as exc:
                 _fail(proxy_tls_failed(decision, reason_of(exc), certificate=False), planner, exc)
-        authority = decision.target.authority
-        request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
-        if planner.credentials is not None:
-            user, password = planner.credentials
-            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            request += f"Proxy-Authorization: Basic {token}\r\n"
         data = bytearray()
         why: NoAnswer | None = None
         try:
-            sock.sendall((request + "\r\n").encode("ascii"))
+            sock.sendall(connect_request(decision.target.authority, planner.credentials))
             while b"\r\n\r\n" not in data:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -199,17 +178,17 @@ def open_upstream(
                 proxy_no_answer(decision, why, seconds=timeout if why == "deadline" else None),
                 planner,
             )
-        status, phrase, headers = _answer(bytes(data))
+        status, phrase, headers = connect_answer(data)
         if status is None:
             _fail(proxy_no_answer(decision, "garbage"), planner)
         elif not 200 <= status < 300:
-            detail: str | None = headers.get("x-squid-error", "").split(" ")[0] or None
+            detail = proxy_answer_detail(headers)
             username = planner.credentials[0] if planner.credentials else None
             failure = proxy_refused(
                 decision,
                 status,
                 method="CONNECT",
-                reason_phrase=phrase,
+                reason_phrase=printable(phrase),
                 detail=detail,
                 username=username,
             )

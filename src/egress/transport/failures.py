@@ -37,11 +37,13 @@ from egress.redact import printable, scrub
 from egress.router import Decision
 
 __all__ = [
+    "ANSWER_LIMIT",
     "PLAIN_ERRORS",
     "ErrorClasses",
     "FailureKind",
     "HopFailure",
     "NoAnswer",
+    "connect_answer",
     "find_cause",
     "pool_exhausted",
     "proxy_answer_detail",
@@ -303,6 +305,34 @@ def tls_intercepted(decision: Decision, issuer: str, reason: str) -> HopFailure:
         f"or ask the proxy team to exempt {target.host_text} from interception",
         "origin-tls",
     )
+
+
+ANSWER_LIMIT = 16 * 1024
+"""The most of a proxy's answer to CONNECT (status line and headers) that is read or kept."""
+
+
+def connect_answer(data: bytes | bytearray) -> tuple[int | None, str, dict[str, str]]:
+    """Status, reason phrase and headers (names lower-cased) of a proxy's answer to CONNECT;
+    a status of None when the answer does not start like HTTP.
+
+    >>> connect_answer(b"HTTP/1.1 403 Forbidden\\r\\nX-Squid-Error: ERR_ACCESS_DENIED 0\\r\\n")
+    (403, 'Forbidden', {'x-squid-error': 'ERR_ACCESS_DENIED 0'})
+    >>> connect_answer(b"SSH-2.0-OpenSSH_9.2\\r\\n")[0] is None
+    True
+    """
+    head = bytes(data).split(b"\r\n\r\n", 1)[0]
+    lines = head.split(b"\r\n")
+    first = lines[0].split(None, 2)
+    status: int | None = None
+    if len(first) >= 2 and first[0].startswith(b"HTTP/") and first[1].isdigit():
+        status = int(first[1]) if len(first[1]) == 3 else None
+    reason = first[2].decode("latin-1") if status is not None and len(first) == 3 else ""
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if colon:
+            headers[name.strip().decode("latin-1").lower()] = value.strip().decode("latin-1")
+    return status, reason, headers
 
 
 _PROXY_STATUS_ERROR = re.compile(r"""(?:^|;)\s*error\s*=\s*("[^"]*"|[^;,\s]+)""")

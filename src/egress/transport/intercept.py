@@ -21,19 +21,22 @@ intercepted". No HTTP library is imported here.
 
 from __future__ import annotations
 
-import base64
 import socket
 import ssl
 import time
 
 from egress.settings import ProxyURL
-from egress.transport.failures import HopFailure, find_cause, tls_intercepted
-from egress.transport.plan import Plan, Planner
+from egress.transport.failures import (
+    ANSWER_LIMIT,
+    HopFailure,
+    connect_answer,
+    find_cause,
+    tls_intercepted,
+)
+from egress.transport.plan import Plan, Planner, connect_request
 
 __all__ = ["ANSWER_LIMIT", "intercepted", "intercepting_issuer", "issuer_text"]
 
-ANSWER_LIMIT = 16 * 1024
-"""The most of the proxy's answer to the probe's CONNECT that is read."""
 DEFAULT_PROBE_TIMEOUT = 10.0
 """The probe's bound when the request had no connect timeout."""
 
@@ -127,13 +130,8 @@ def _connect(
     deadline: float,
 ) -> bool:
     """Send CONNECT and read the answer's head; True for a 2xx."""
-    authority = _authority(host, port)
-    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-    if credentials is not None:
-        token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
-        lines.append(f"Proxy-Authorization: Basic {token}")
     _left(stream, deadline)
-    stream.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+    stream.sendall(connect_request(_authority(host, port), credentials))
     answer = b""
     while b"\r\n\r\n" not in answer:
         if len(answer) > ANSWER_LIMIT:
@@ -144,8 +142,8 @@ def _connect(
         if not data:
             return False
         answer += data
-    first = answer.split(b"\r\n", 1)[0].split()
-    return len(first) >= 2 and first[0].startswith(b"HTTP/") and first[1][:1] == b"2"
+    status = connect_answer(answer)[0]
+    return status is not None and 200 <= status < 300
 
 
 def _handshake(

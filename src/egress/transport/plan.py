@@ -33,6 +33,8 @@ __all__ = [
     "Plan",
     "Planner",
     "PoolKey",
+    "basic_token",
+    "connect_request",
 ]
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -74,6 +76,28 @@ class Plan:
         return self.decision.target.host_text
 
 
+def basic_token(credentials: tuple[str, str]) -> str:
+    """The Basic token of ``(username, password)``, as in ``Proxy-Authorization: Basic <token>``.
+
+    >>> basic_token(("alice", "s3cret"))
+    'YWxpY2U6czNjcmV0'
+    """
+    return base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
+
+
+def connect_request(authority: str, credentials: tuple[str, str] | None) -> bytes:
+    """The CONNECT request for ``authority`` (``host:port``, IPv6 in brackets), with Basic
+    credentials when given; the tunnel and the interception probe send it on their own socket.
+
+    >>> connect_request("db.example.com:5432", None)
+    b'CONNECT db.example.com:5432 HTTP/1.1\\r\\nHost: db.example.com:5432\\r\\n\\r\\n'
+    """
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if credentials is not None:
+        lines.append(f"Proxy-Authorization: Basic {basic_token(credentials)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
 def _resolve_map(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, ip in pairs:
@@ -112,9 +136,7 @@ class Planner:
         self.secrets: tuple[str, ...] = ()
         """What no message may show: the password and the ``Proxy-Authorization`` token."""
         if self.credentials is not None:
-            user, password = self.credentials
-            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            self.secrets = (password, token)
+            self.secrets = (self.credentials[1], basic_token(self.credentials))
 
     def plan(self, url: str) -> Plan:
         """The plan for ``url``; raises ``URLError`` for a URL the router refuses, and

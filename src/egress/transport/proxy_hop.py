@@ -39,8 +39,10 @@ import httpcore
 import httpx
 
 from egress.transport.failures import (
+    ANSWER_LIMIT,
     HopFailure,
     NoAnswer,
+    connect_answer,
     find_cause,
     pool_exhausted,
     proxy_answer_detail,
@@ -63,8 +65,6 @@ __all__ = [
 
 Phase = Literal["proxy-tcp", "proxy-tls", "proxy-connect", "proxy-request", "origin-tls"]
 
-ANSWER_LIMIT = 16 * 1024
-"""How much of the proxy's answer to CONNECT is kept for the message (status and headers)."""
 FIRST_BYTES = 16
 """How much of the first answer on a connection in absolute form is kept: is it HTTP at all?"""
 
@@ -296,30 +296,6 @@ class AsyncHopBackend(httpcore.AsyncNetworkBackend):
 
 # ---------------------------------------------------------------------------------------------
 # Reading what happened.
-
-
-def connect_answer(data: bytes | bytearray) -> tuple[int | None, str, dict[str, str]]:
-    """Status, reason phrase and headers (names lower-cased) of a proxy's answer to CONNECT;
-    a status of None when the answer does not start like HTTP.
-
-    >>> connect_answer(b"HTTP/1.1 403 Forbidden\\r\\nX-Squid-Error: ERR_ACCESS_DENIED 0\\r\\n")
-    (403, 'Forbidden', {'x-squid-error': 'ERR_ACCESS_DENIED 0'})
-    >>> connect_answer(b"SSH-2.0-OpenSSH_9.2\\r\\n")[0] is None
-    True
-    """
-    head = bytes(data).split(b"\r\n\r\n", 1)[0]
-    lines = head.split(b"\r\n")
-    first = lines[0].split(None, 2)
-    status: int | None = None
-    if len(first) >= 2 and first[0].startswith(b"HTTP/") and first[1].isdigit():
-        status = int(first[1]) if len(first[1]) == 3 else None
-    reason = first[2].decode("latin-1") if status is not None and len(first) == 3 else ""
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if colon:
-            headers[name.strip().decode("latin-1").lower()] = value.strip().decode("latin-1")
-    return status, reason, headers
 
 
 def classify(

@@ -32,7 +32,6 @@ imported.
 
 from __future__ import annotations
 
-import base64
 import contextvars
 import http.client
 import re
@@ -75,7 +74,7 @@ from egress.transport.failures import (
     scrub_chain,
 )
 from egress.transport.intercept import intercepted
-from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner
+from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner, basic_token
 from egress.transport.trust import (
     VerifyTypes,
     operator_cas,
@@ -350,8 +349,7 @@ class EgressAdapter(HTTPAdapter):
         """Basic credentials for one of our proxies; they go to the proxy only."""
         creds = self._planner.credentials
         if proxy in self._proxy_urls and creds is not None:
-            token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode("ascii")
-            return {"Proxy-Authorization": f"Basic {token}"}
+            return {"Proxy-Authorization": f"Basic {basic_token(creds)}"}
         return {}
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
