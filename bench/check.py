@@ -1,4 +1,4 @@
-"""``egress check`` takes about one timeout, not the sum (issue 9).
+"""``egress check`` takes about one timeout, not the sum.
 
 60 destinations on loopback, direct: 40 answer HTTP at once (a threaded loopback HTTP server),
 20 never answer (a loopback socket that accepts and stays silent). Timeout 2 s. Prints the wall

@@ -1,6 +1,6 @@
 """Hostile and careless input to the settings loaders: a clear answer, in bounded time and memory.
 
-Each case of issue 7 §3 (loader side) is here: through the CLI (exit 3, the field and a hint in
+Each hostile-input case of the loaders is here: through the CLI (exit 3, the field and a hint in
 ``validate --json``) or through the Python loaders (a ConfigError naming the field).
 """
 
