@@ -219,7 +219,7 @@ def test_rows_scrub_secrets_and_escape_control_characters() -> None:
     assert "\n" not in row["detail"]
     assert row["severity"] == "fail"
     assert verdict_of([result]) == "failed"
-    assert verdict_of([]) == "ok"
+    assert verdict_of([]) == "empty"
 
 
 def test_sse_text() -> None:

@@ -54,7 +54,7 @@ HEARTBEAT = 15.0
 """Seconds between SSE comments while nothing happens (keeps proxies from closing the stream)."""
 
 EventKind = Literal["start", "result", "done"]
-Verdict = Literal["ok", "warnings", "failed", "error"]
+Verdict = Literal["ok", "warnings", "failed", "empty", "error"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,10 @@ class Event:
 
 def verdict_of(results: Sequence[CheckResult]) -> Verdict:
     """``failed`` when a required check failed, ``warnings`` when only optional ones did (or a
-    destination was reached through an intercepting proxy), else ``ok``."""
+    destination was reached through an intercepting proxy), ``empty`` when nothing was checked,
+    else ``ok`` (the words the API's check uses)."""
+    if not results:
+        return "empty"
     bad, warn = failed(results)
     if bad:
         return "failed"
@@ -99,6 +102,7 @@ class PreflightRun:
     probes: tuple[Probe, ...]
     actor: str
     version: int
+    address: str = ""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     results: list[CheckResult] = field(default_factory=list)
@@ -223,7 +227,13 @@ class PreflightRuns:
         self._lock = threading.Lock()
 
     def start(
-        self, settings: Settings, probes: Sequence[Probe], *, actor: str, version: int
+        self,
+        settings: Settings,
+        probes: Sequence[Probe],
+        *,
+        actor: str,
+        version: int,
+        address: str = "",
     ) -> tuple[PreflightRun, bool]:
         """Start a run in a thread; ``(run, True)``. While one runs: ``(that run, False)``.
 
@@ -243,6 +253,7 @@ class PreflightRuns:
                 probes=tuple(probes),
                 actor=actor,
                 version=version,
+                address=address,
             )
             self._runs[run.id] = run
             while len(self._runs) > self._keep:
