@@ -115,7 +115,9 @@ def _settings_form(client: TestClient, **changes: str) -> dict[str, Any]:
         data[m.group(1)] = _unescape(m.group(2))
     for m in re.finditer(r'<textarea id="[^"]+" name="([^"]+)"[^>]*>([^<]*)</textarea>', html):
         data[m.group(1)] = _unescape(m.group(2))
-    for m in re.finditer(r'<input type="checkbox" name="([^"]+)" value="([^"]+)"[^>]* checked', html):
+    for m in re.finditer(
+        r'<input type="checkbox" name="([^"]+)" value="([^"]+)"[^>]* checked', html
+    ):
         data.setdefault(m.group(1), []).append(m.group(2))
     for m in re.finditer(r'<select id="[^"]+" name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
         sel = re.search(r'<option value="([^"]*)" selected', m.group(2))
@@ -259,7 +261,10 @@ def test_valid_change_is_saved_and_shown(client: TestClient) -> None:
     r = client.post("/settings", data=form)
     assert r.status_code == 200 and "Saved as version 2." in r.text
     v = _service(client).store.current()
-    assert v is not None and v.document["excluded_domains"] == [".corp.example", ".internal.example"]
+    assert v is not None and v.document["excluded_domains"] == [
+        ".corp.example",
+        ".internal.example",
+    ]
     assert v.document["proxy"]["url"] == "http://proxy.corp.example:3128"
     assert _service(client).store.password() == Secret(PROXY_PASSWORD)  # kept
 

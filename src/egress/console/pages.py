@@ -31,7 +31,7 @@ from egress.check import Probe, probes_for
 from egress.check_report import html_report
 from egress.console import auth
 from egress.console.service import NoSettings
-from egress.console.preflight import PreflightRun, PreflightRuns, result_row, sse
+from egress.console.preflight import PreflightRun, PreflightRuns, sse
 from egress.console.store import KEEP, Keep, StaleVersion
 from egress.errors import ConfigError, Problem, URLError
 from egress.redact import Secret, printable
@@ -141,7 +141,9 @@ def preflight_runs(request: Request) -> PreflightRuns:
 
 def _save_run(service: ConsoleService, run: PreflightRun) -> None:
     verdict = run.verdict or "error"
-    service.store.save_preflight(run.actor, run.version, verdict, [r.as_dict() for r in run.results])
+    service.store.save_preflight(
+        run.actor, run.version, verdict, [r.as_dict() for r in run.results]
+    )
     service.store.audit(run.actor, "preflight", f"version {run.version}: {verdict}", run.address)
 
 
@@ -415,6 +417,7 @@ class FieldView:
     choices: tuple[str, ...]
     value: str
     errors: list[Problem]
+    default: str = ""
     summary: str = ""
 
     @property
@@ -443,6 +446,7 @@ def _groups(
             choices=tuple(f.choices),
             value=value,
             errors=errors.get(f.path, []),
+            default=f.default if isinstance(f.default, str) else "",
             summary=_pem_summary(value) if f.kind == "pem" else "",
         )
         groups.setdefault(f.section or "Other", []).append(view)
@@ -552,7 +556,7 @@ async def _read_pem(upload: UploadFile, path: str) -> tuple[str, Problem | None]
     return text, None
 
 
-def _password_change(form: FormData, problems: list[Problem]) -> Secret | None | Keep:
+def _password_change(form: FormData, problems: list[Problem]) -> Secret | Keep | None:
     if _form_text(form, "proxy.password.remove", 10) == "on":
         return None
     value = form.get("proxy.password")
@@ -914,7 +918,9 @@ async def rollback(request: Request, number: int, user: User, _: Csrf) -> Respon
             number, actor=user, address=auth.address_of(request), expected=_expected(form)
         )
     except KeyError:
-        return _history_page(request, user, notice=_fail(f"There is no version {number}."), status=404)
+        return _history_page(
+            request, user, notice=_fail(f"There is no version {number}."), status=404
+        )
     except StaleVersion as exc:
         return _history_page(
             request,
