@@ -174,11 +174,18 @@ def sign_in(page: Page, console: Console, password: str = ADMIN_PASSWORD) -> Non
     page.get_by_role("button", name="Sign in").click()
 
 
+CONSOLE_ERRORS: list[str] = []
+"""What Chromium's console said at error level on the desktop page (CSP violations, script
+errors); the last test asserts it is empty."""
+
+
 @pytest.fixture(scope="module")
 def desktop(browser: Browser, console: Console) -> Iterator[Page]:
     """One signed-in page at 1280 px for the module's tests."""
     context = browser.new_context(viewport=DESKTOP, base_url=console.url, accept_downloads=True)
     page = context.new_page()
+    page.on("console", lambda m: CONSOLE_ERRORS.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: CONSOLE_ERRORS.append(str(e)))
     sign_in(page, console)
     expect(page.locator("#signed-in-user")).to_have_text("admin")
     try:
@@ -386,6 +393,32 @@ def test_roll_back(desktop: Page, console: Console) -> None:
     expect(desktop.get_by_label("Excluded destinations")).to_have_value(".corp.example")
     expect(desktop.locator("#switch-state")).to_have_text("Proxy switch: off")
     shot(desktop, "history")
+
+
+def test_preflight_without_javascript(browser: Browser, console: Console) -> None:
+    """The plain form works with scripts off: the page refreshes itself until the run ends."""
+    _ensure_switch(console, True)
+    context = browser.new_context(viewport=DESKTOP, base_url=console.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page, console)
+        page.goto("/preflight")
+        page.get_by_label("Only the URLs below").check()
+        url = console.origin.url(names.AUTH_SAAS, "/x")
+        page.get_by_label("URLs, one a line (optional)").fill(url)
+        page.get_by_role("button", name="Run the preflight").click()
+        expect(page.locator("#verdict")).to_contain_text("passed", timeout=10000)
+        row = page.locator("#results tbody tr")
+        expect(row).to_have_count(1)
+        expect(row.locator(".badge")).to_have_text("ok")
+    finally:
+        context.close()
+
+
+def test_no_script_errors_or_csp_violations() -> None:
+    # a refused form answers 422, which Chromium logs as a failed load: that is the design
+    errors = [e for e in CONSOLE_ERRORS if not e.startswith("Failed to load resource")]
+    assert errors == []
 
 
 def test_phone_width(browser: Browser, console: Console) -> None:
