@@ -311,7 +311,7 @@ _BOOL_WORDS: Final = ("true", "false", "yes", "no", "on", "off", "1", "0")
 def _value_schema(f: Field) -> dict[str, Any]:
     """The schema of one field's value; null is accepted everywhere, as the loader does."""
     if f.kind == "bool":
-        return {"type": ["boolean", "string", "null"], "enum": [True, False, None, *_BOOL_WORDS]}
+        return {"enum": [True, False, None, *_BOOL_WORDS]}
     if f.kind == "port":
         return {
             "anyOf": [
@@ -345,9 +345,23 @@ def _described(f: Field) -> dict[str, Any]:
     schema = {"title": f.label, "description": f.help, **_value_schema(f)}
     if f.default is not None:
         schema["default"] = f.default
-    if f.example:
-        schema["examples"] = [f.example]
+    example = _yaml_example(f)
+    if example is not None:
+        schema["examples"] = [example]
     return schema
+
+
+def _yaml_example(f: Field) -> object:
+    """The form's placeholder as a value of ``egress.yaml`` (None: no example to give)."""
+    if not f.example or f.kind == "pem":
+        return None
+    if f.kind == "map":
+        return dict(_map_lines(f.example))
+    if f.kind == "list":
+        return _list_items(f.example)
+    if f.kind == "port":
+        return int(f.example)
+    return f.example
 
 
 _SECTION_HELP: Final = {
@@ -440,8 +454,9 @@ def form_value(document: Mapping[str, Any], f: Field) -> str:
     """``document``'s value of ``f`` as the form's text; a secret is never shown.
 
     A bool is ``"true"`` or ``""`` (a checkbox), as the loader reads it with its default. A list
-    is one entry per line. A list whose default is not empty (warehouses, features) and a choice
-    show their default when absent, so that an empty input can mean "none".
+    is one entry per line. A list whose default is not empty (warehouses, features) shows its
+    default when absent, so that its empty input can mean "none". Any other absent value is
+    ``""`` (a choice's form offers "" for its default: ``proxy.type`` only counts with a host).
 
     >>> form_value({"proxy": {"url": "http://p:3128"}}, field("proxy.enabled"))
     'true'
@@ -455,7 +470,7 @@ def form_value(document: Mapping[str, Any], f: Field) -> str:
     if f.kind == "bool":
         return "true" if _effective_bool(document, f) else ""
     value = _lookup(document, f.path)
-    if value is None and (f.kind == "choice" or (f.kind == "list" and f.default)):
+    if value is None and f.kind == "list" and f.default:
         value = f.default
     if f.kind == "map" and isinstance(value, Mapping):
         return "\n".join(f"{_text(k)}={_text(v)}" for k, v in value.items())
@@ -475,15 +490,11 @@ def _form_entry(f: Field, text: str | None) -> tuple[bool, object]:
     if text is None:
         return False, None
     if f.kind == "list":
-        items = [item.strip() for item in _LIST_SPLIT.split(text) if item.strip()]
+        items = _list_items(text)
         # an empty list is said only where absence means something else (every warehouse)
         return bool(items or f.default), items
     if f.kind == "map":
-        entries: dict[str, str] = {}
-        for line in text.splitlines():
-            if line.strip():
-                host, _, ip = line.partition("=")
-                entries[host.strip()] = ip.strip()
+        entries = dict(_map_lines(text))
         return bool(entries), entries
     if f.kind == "pem":
         pem = text.strip().replace("\r\n", "\n")
@@ -492,6 +503,21 @@ def _form_entry(f: Field, text: str | None) -> tuple[bool, object]:
     if f.kind == "port" and value.isascii() and value.isdigit() and len(value) <= 5:
         return True, int(value)
     return bool(value), value
+
+
+def _list_items(text: str) -> list[str]:
+    """A list's entries from text: commas or newlines between them, blanks dropped."""
+    return [item.strip() for item in _LIST_SPLIT.split(text) if item.strip()]
+
+
+def _map_lines(text: str) -> list[tuple[str, str]]:
+    """A map's entries from ``key=value`` lines (a line without ``=`` maps to ``""``)."""
+    entries: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        if line.strip():
+            key, _, value = line.partition("=")
+            entries.append((key.strip(), value.strip()))
+    return entries
 
 
 def document_from_form(form: Mapping[str, str]) -> dict[str, Any]:
