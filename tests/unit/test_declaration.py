@@ -181,7 +181,18 @@ def test_schema_is_valid_draft_2020_12_with_id_and_title() -> None:
     proxy = schema["properties"]["proxy"]
     assert proxy["additionalProperties"] is False
     assert proxy["properties"]["url"]["description"] == field("proxy.url").help
-    assert proxy["properties"]["type"]["enum"] == ["http", "https", None]
+    assert proxy["properties"]["type"]["anyOf"][0]["enum"] == ["http", "https", None]
+
+
+@pytest.mark.parametrize("f", [f for f in FIELDS if f.choices], ids=lambda f: f.path)
+def test_choices_are_read_in_any_case_exactly_where_declared(f: Field) -> None:
+    """Whether a choice is accepted in upper case, the loader and the schema agree."""
+    value: object = f.choices[-1].upper()
+    document = set_path({}, f.path, value if f.kind == "choice" else [value])
+    if f.path == "proxy.type":
+        document["proxy"]["host"] = "proxy.corp.example"
+    assert isinstance(outcome(document), Settings) == f.any_case
+    assert schema_accepts(document) == f.any_case
 
 
 def test_example_file_validates_against_the_schema() -> None:
@@ -220,7 +231,7 @@ def test_bad_documents_are_refused_by_loader_and_schema(document: object) -> Non
     [
         {},
         {"proxy": {"host": "proxy.corp.example", "port": "3128", "type": "HTTPS"}},
-        {"proxy": {"url": "HTTP://p:3128", "enabled": "yes", "verify": "off"}},
+        {"proxy": {"url": "HTTP://p:3128", "enabled": " Yes", "verify": "OFF"}},
         {"excluded_domains": ".corp.example, 10.0.0.0/8", "warehouses": "bigquery, postgres"},
         {"resolve": {"db.corp.example": "10.0.0.5"}, "endpoints": ["postgresql://db:5432"]},
         {"deployment": None, "proxy": None, "features": []},

@@ -60,6 +60,8 @@ class Field:
     """A key of ``egress.yaml`` (the password is not: the console keeps it apart)."""
     console: bool = True
     """Shown on the console's settings form (file paths on the server are not)."""
+    any_case: bool = False
+    """The loader reads the choices in any case (``HTTPS``, ``Single-VM``)."""
 
     @property
     def key(self) -> str:
@@ -127,6 +129,7 @@ FIELDS: Final[tuple[Field, ...]] = (
         "http",
         choices=PROXY_TYPES,
         section="Proxy",
+        any_case=True,
     ),
     Field(
         "proxy.username",
@@ -204,6 +207,7 @@ FIELDS: Final[tuple[Field, ...]] = (
         "kubernetes",
         choices=DEPLOYMENT_KINDS,
         section="Deployment",
+        any_case=True,
     ),
     Field(
         "deployment.cluster_domain",
@@ -239,6 +243,7 @@ FIELDS: Final[tuple[Field, ...]] = (
         list(DEFAULT_WAREHOUSES),
         choices=tuple(WAREHOUSES),
         section="Warehouses",
+        any_case=True,
     ),
     Field(
         "tunnel_tcp_warehouses",
@@ -308,10 +313,28 @@ _BOOL_WORDS: Final = ("true", "false", "yes", "no", "on", "off", "1", "0")
 """The words the loader reads as a boolean (it also ignores their case and spaces)."""
 
 
+def _any_case(words: Iterable[str]) -> dict[str, Any]:
+    """A string that is one of ``words`` in any case, spaces around allowed (as the loader reads).
+
+    JSON Schema patterns are ECMA-262 without flags, so each letter is spelt ``[xX]``.
+    """
+    spelt = (
+        "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in w)
+        for w in words
+    )
+    return {"type": "string", "pattern": rf"^\s*(?:{'|'.join(spelt)})\s*$"}
+
+
+def _choice(choices: tuple[str, ...], any_case: bool, *extra: object) -> dict[str, Any]:
+    """One of ``choices`` (offered to editors as an enum), in any case when ``any_case``."""
+    listed = {"enum": [*choices, *extra]}
+    return {"anyOf": [listed, _any_case(choices)]} if any_case else listed
+
+
 def _value_schema(f: Field) -> dict[str, Any]:
     """The schema of one field's value; null is accepted everywhere, as the loader does."""
     if f.kind == "bool":
-        return {"enum": [True, False, None, *_BOOL_WORDS]}
+        return {"anyOf": [{"enum": [True, False, None]}, _any_case(_BOOL_WORDS)]}
     if f.kind == "port":
         return {
             "anyOf": [
@@ -321,9 +344,9 @@ def _value_schema(f: Field) -> dict[str, Any]:
             ]
         }
     if f.kind == "choice":
-        return {"enum": [*f.choices, None]}
+        return _choice(f.choices, f.any_case, None)
     if f.kind == "list":
-        item: dict[str, Any] = {"enum": list(f.choices)} if f.choices else {"type": "string"}
+        item = _choice(f.choices, f.any_case) if f.choices else {"type": "string"}
         one_string = (
             "one comma-separated string" if not f.choices else "one comma-separated string of them"
         )
@@ -376,7 +399,7 @@ def json_schema() -> dict[str, Any]:
     Unknown keys are refused, as the loader refuses them.
 
     >>> s = json_schema()
-    >>> s["properties"]["deployment"]["properties"]["kind"]["enum"]
+    >>> s["properties"]["deployment"]["properties"]["kind"]["anyOf"][0]["enum"]
     ['kubernetes', 'single-vm', None]
     >>> "password" in s["properties"]["proxy"]["properties"]
     False
