@@ -319,10 +319,15 @@ def _any_case(words: Iterable[str]) -> dict[str, Any]:
     JSON Schema patterns are ECMA-262 without flags, so each letter is spelt ``[xX]``.
     """
     spelt = (
-        "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in w)
+        "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else _literal(c) for c in w)
         for w in words
     )
     return {"type": "string", "pattern": rf"^\s*(?:{'|'.join(spelt)})\s*$"}
+
+
+def _literal(c: str) -> str:
+    """``c`` in a pattern; ``-`` stays bare (``\\-`` is an error in ECMA-262's unicode mode)."""
+    return c if c.isalnum() or c in "-_" else re.escape(c)
 
 
 def _choice(choices: tuple[str, ...], any_case: bool, *extra: object) -> dict[str, Any]:
