@@ -386,6 +386,15 @@ def _build_parser() -> argparse.ArgumentParser:
     va.add_argument("--json", action="store_true", help="print one JSON object")
     va.set_defaults(func=cmd_validate)
 
+    sc = sub.add_parser(
+        "schema",
+        help="the JSON Schema of egress.yaml, for editors",
+        description="Print the JSON Schema (draft 2020-12) of egress.yaml, made from the same "
+        "declaration of fields the loader reads, e.g. for yaml-language-server: "
+        "egress schema > egress.schema.json",
+    )
+    sc.set_defaults(func=cmd_schema)
+
     re_ = sub.add_parser(
         "render",
         help="an artifact for the operator, on stdout",
@@ -460,15 +469,6 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_common(tu)
     tu.set_defaults(func=cmd_tunnel)
-
-    sc = sub.add_parser(
-        "schema",
-        help="the JSON Schema of egress.yaml, for editors",
-        description="Print the JSON Schema (draft 2020-12) of egress.yaml, made from the same "
-        "declaration of fields the loader reads, e.g. for yaml-language-server: "
-        "egress schema > egress.schema.json",
-    )
-    sc.set_defaults(func=cmd_schema)
     return parser
 
 
