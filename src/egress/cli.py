@@ -386,6 +386,15 @@ def _build_parser() -> argparse.ArgumentParser:
     va.add_argument("--json", action="store_true", help="print one JSON object")
     va.set_defaults(func=cmd_validate)
 
+    sc = sub.add_parser(
+        "schema",
+        help="the JSON Schema of egress.yaml, for editors",
+        description="Print the JSON Schema (draft 2020-12) of egress.yaml, made from the same "
+        "declaration of fields the loader reads, e.g. for yaml-language-server: "
+        "egress schema > egress.schema.json",
+    )
+    sc.set_defaults(func=cmd_schema)
+
     re_ = sub.add_parser(
         "render",
         help="an artifact for the operator, on stdout",
@@ -635,6 +644,15 @@ def _print_decision(d: Decision, con: _Console) -> None:
     con.out(f"  proxy   {d.proxy or '-'}")
     con.out(f"  rule    {d.rule}")
     con.out(f"  reason  {d.reason}")
+
+
+def cmd_schema(args: argparse.Namespace, con: _Console) -> int:
+    """``egress schema``: the JSON Schema of egress.yaml, on stdout."""
+    from egress.settings.declaration import json_schema
+
+    for line in json.dumps(json_schema(), indent=2).splitlines():
+        con.out(line)
+    return Exit.OK
 
 
 def cmd_validate(args: argparse.Namespace, con: _Console) -> int:
