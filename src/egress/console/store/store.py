@@ -212,7 +212,7 @@ def database_url(text: str) -> str:
     >>> database_url("mysql://u:s3cret@db/x")
     Traceback (most recent call last):
     ...
-    egress.errors.StoreError: unsupported database URL 'mysql://u:********@db/x': the console \
+    egress.errors.StoreError: unsupported database URL "mysql://u:********@db/x": the console \
 stores its data in SQLite or PostgreSQL; give sqlite:///path/to/egress.db, \
 postgresql://user:password@host:5432/dbname or a plain file path
     """
@@ -238,10 +238,9 @@ postgresql://user:password@host:5432/dbname or a plain file path
         raise StoreError(
             f"the database URL {shown(mask_url(value))} cannot be parsed; {_URL_FIX}"
         ) from None
-    if parsed.get_backend_name() == "postgresql" and not parsed.host and not parsed.query:
+    if parsed.get_backend_name() == "sqlite" and not parsed.database:
         raise StoreError(
-            f"the database URL {shown(mask_url(value))} names no host; "
-            "give postgresql://user:password@host:5432/dbname"
+            f"the database URL {shown(mask_url(value))} names no file; give sqlite:///path/to/egress.db"
         )
     return url
 
@@ -260,14 +259,20 @@ class Store:
         if self.backend == "sqlite":
             self._engine = self._sqlite_engine(parsed.database or "")
         else:
-            self._engine = create_engine(
-                self.url,
-                hide_parameters=True,
-                pool_pre_ping=True,
-                pool_size=10,
-                max_overflow=20,
-                connect_args={"connect_timeout": 10},
-            )
+            try:
+                self._engine = create_engine(
+                    self.url,
+                    hide_parameters=True,
+                    pool_pre_ping=True,
+                    pool_size=10,
+                    max_overflow=20,
+                    connect_args={"connect_timeout": 10},
+                )
+            except ImportError:
+                raise StoreError(
+                    f"the console database {shown(self._shown_url)} needs the PostgreSQL driver; "
+                    "install it with: pip install 'egress[postgres]'"
+                ) from None
 
     def __repr__(self) -> str:
         return f"Store({self._shown_url!r})"
@@ -277,7 +282,7 @@ class Store:
     def _sqlite_engine(self, database: str) -> Engine:
         """A SQLite engine: WAL (readers never wait for the writer), a busy timeout, our own
         ``BEGIN`` (``IMMEDIATE`` for writes). The file is created 0600, its directory if missing."""
-        memory = database in ("", ":memory:")
+        memory = database == ":memory:"
         if not memory:
             path = Path(database)
             try:
@@ -324,7 +329,11 @@ class Store:
             yield
         except sa_exc.IntegrityError:
             raise
-        except (sa_exc.DBAPIError, sa_exc.SQLAlchemyError) as exc:
+        except sa_exc.StatementError as exc:
+            if not isinstance(exc, sa_exc.DBAPIError) and isinstance(exc.orig, ValueError):
+                raise exc.orig from None  # a value refused before it reached the database
+            raise self._error(exc) from None
+        except sa_exc.SQLAlchemyError as exc:
             raise self._error(exc) from None
 
     def _error(self, exc: Exception) -> StoreError:
@@ -332,7 +341,7 @@ class Store:
         lines = str(orig).strip().splitlines() or [type(orig).__name__]
         reason = printable(scrub(lines[0], self._secrets))[:300]
         lower = reason.lower()
-        if "no such table" in lower or "does not exist" in lower and "relation" in lower:
+        if "no such table" in lower or ("does not exist" in lower and "relation" in lower):
             fix = "create its tables first (egress console migrates on start; or Store.migrate())"
         elif self.backend == "sqlite":
             fix = "check that the file and its directory are writable by this user"
@@ -428,7 +437,7 @@ class Store:
         action: str,
         note: str = "",
         expected: int | None = None,
-        password: Secret | None | Keep = KEEP,
+        password: Secret | Keep | None = KEEP,
     ) -> Version:
         """Store ``document`` as the next version, in one transaction.
 
@@ -658,7 +667,9 @@ class Store:
     def last_preflight(self) -> PreflightRecord | None:
         """The newest preflight run, or None."""
         with self._read() as conn:
-            row = conn.execute(select(PreflightRow).order_by(PreflightRow.id.desc()).limit(1)).first()
+            row = conn.execute(
+                select(PreflightRow).order_by(PreflightRow.id.desc()).limit(1)
+            ).first()
         return PreflightRecord(**row._mapping) if row is not None else None
 
 
@@ -666,7 +677,7 @@ class AlreadyExists(Exception):
     """A user (or token hash) with this key exists already; nothing was stored."""
 
 
-def _version(row: Mapping[str, Any]) -> Version:
+def _version(row: Mapping[Any, Any]) -> Version:
     return Version(
         number=int(row["number"]),
         document=dict(row["document"]),
