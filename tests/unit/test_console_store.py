@@ -370,6 +370,9 @@ def test_not_migrated_gives_store_error_with_the_fix(store_url: str) -> None:
         ("postgresql://u:p@db:5432/egress", "postgresql+psycopg://u:p@db:5432/egress"),
         ("postgres://u:p@db/egress", "postgresql+psycopg://u:p@db/egress"),
         ("PostgreSQL+psycopg://db/egress", "postgresql+psycopg://db/egress"),
+        ("postgresql://u:a@b/c?d#e:f@db/x", "postgresql+psycopg://u:a%40b%2Fc%3Fd%23e%3Af@db/x"),
+        ("postgresql://u:p%40ss@db/x", "postgresql+psycopg://u:p%40ss@db/x"),
+        ("postgresql://db/x?host=/run/pg", "postgresql+psycopg://db/x?host=/run/pg"),
     ],
 )
 def test_database_url_accepts(text_: str, expected: str) -> None:

@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from egress.errors import StoreError
-from egress.redact import Secret, mask_url, printable, scrub, shown
+from egress.redact import Secret, mask_url, printable, scrub, shown, split_userinfo
 
 from .models import (
     AuditRow,
@@ -209,6 +209,8 @@ def database_url(text: str) -> str:
     'sqlite:///var/egress.db'
     >>> database_url("postgres://console:s3cret@db:5432/egress")
     'postgresql+psycopg://console:s3cret@db:5432/egress'
+    >>> database_url("postgresql://console:p@ss/w:rd@db/egress")  # as typed: encoded
+    'postgresql+psycopg://console:p%40ss%2Fw%3Ard@db/egress'
     >>> database_url("mysql://u:s3cret@db/x")
     Traceback (most recent call last):
     ...
@@ -226,6 +228,14 @@ postgresql://user:password@host:5432/dbname or a plain file path
     if scheme in ("sqlite", "sqlite+pysqlite"):
         url = f"sqlite://{rest}"
     elif scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        _, user, password, host = split_userinfo(value)
+        if user is not None:
+            # a password as typed ("p@ss/word"): encode what a URL cannot hold raw, so the host
+            # is where the operator meant it (an already %-encoded one is left as it is)
+            userinfo = _encode_userinfo(user)
+            if password is not None:
+                userinfo += ":" + _encode_userinfo(password)
+            rest = f"{userinfo}@{host}"
         url = f"postgresql+psycopg://{rest}"
     else:
         raise StoreError(
@@ -245,6 +255,13 @@ postgresql://user:password@host:5432/dbname or a plain file path
     return url
 
 
+def _encode_userinfo(text: str) -> str:
+    """``text`` with the characters that end a URL's userinfo percent-encoded (``%`` kept)."""
+    for char, code in (("@", "%40"), ("/", "%2F"), ("?", "%3F"), ("#", "%23"), (":", "%3A")):
+        text = text.replace(char, code)
+    return text
+
+
 class Store:
     """The console's data on one database. Thread-safe; one instance per process is enough."""
 
@@ -252,7 +269,7 @@ class Store:
         self.url = database_url(url)
         self._shown_url = mask_url(self.url)
         parsed = make_url(self.url)
-        self._secrets = [parsed.password] if isinstance(parsed.password, str) else []
+        self._secrets = [p for p in (parsed.password, split_userinfo(self.url)[2]) if p]
         self.backend = parsed.get_backend_name()
         self._touched: dict[int, datetime] = {}
         self._touched_lock = threading.Lock()
