@@ -19,17 +19,19 @@ import enum
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
     Connection,
     Engine,
+    Executable,
+    Result,
     create_engine,
     delete,
     event,
@@ -255,6 +257,12 @@ postgresql://user:password@host:5432/dbname or a plain file path
     return url
 
 
+_T = TypeVar("_T")
+
+_HEAD_NUMBER = select(SettingsHeadRow.number).where(SettingsHeadRow.id == 1)
+"""The poll path's one query, built once."""
+
+
 def _encode_userinfo(text: str) -> str:
     """``text`` with the characters that end a URL's userinfo percent-encoded (``%`` kept)."""
     for char, code in (("@", "%40"), ("/", "%2F"), ("?", "%3F"), ("#", "%23"), (":", "%3A")):
@@ -280,7 +288,6 @@ class Store:
                 self._engine = create_engine(
                     self.url,
                     hide_parameters=True,
-                    pool_pre_ping=True,
                     pool_size=10,
                     max_overflow=20,
                     connect_args={"connect_timeout": 10},
@@ -290,6 +297,13 @@ class Store:
                     f"the console database {shown(self._shown_url)} needs the PostgreSQL driver; "
                     "install it with: pip install 'egress[postgres]'"
                 ) from None
+        # reads are single statements: on PostgreSQL run them in autocommit (no BEGIN/ROLLBACK
+        # round trips on the poll path); SQLite reads skip BEGIN in _on_begin instead
+        self._reader = (
+            self._engine
+            if self.backend == "sqlite"
+            else self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     def __repr__(self) -> str:
         return f"Store({self._shown_url!r})"
@@ -333,8 +347,10 @@ class Store:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
-            write = connection.get_execution_options().get("egress_write", False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            # writes take the write lock at once, so a save's check-then-insert cannot interleave
+            # with another's; a read runs its single SELECT without BEGIN (the poll path)
+            if connection.get_execution_options().get("egress_write", False):
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
 
@@ -371,10 +387,19 @@ class Store:
             f"cannot use the console database {shown(self._shown_url)}: {reason}; {fix}"
         )
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._guard(), self._engine.connect() as conn:
-            yield conn
+    def _fetch(self, statement: Executable, take: Callable[[Result[Any]], _T]) -> _T:
+        """Run one read statement and ``take`` its result (autocommit on PostgreSQL, no BEGIN on
+        SQLite). A connection found dead (a database restart, a failover) is retried once on a
+        fresh one, so the poll path needs no ping per checkout."""
+        with self._guard():
+            for attempt in (1, 2):
+                try:
+                    with self._reader.connect() as conn:
+                        return take(conn.execute(statement))
+                except sa_exc.DBAPIError as exc:
+                    if attempt == 2 or not exc.connection_invalidated:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -411,39 +436,35 @@ class Store:
 
     def current_number(self) -> int:
         """The current version's number (0 when none): one primary-key read (the poll path)."""
-        with self._read() as conn:
-            number = conn.execute(
-                select(SettingsHeadRow.number).where(SettingsHeadRow.id == 1)
-            ).scalar_one_or_none()
+        number = self._fetch(_HEAD_NUMBER, Result.scalar_one_or_none)
         if number is None:
             raise self._error(RuntimeError("relation settings_head does not exist"))
         return int(number)
 
     def current(self) -> Version | None:
         """The newest version, or None before the first save."""
-        with self._read() as conn:
-            row = conn.execute(
-                select(SettingsVersionRow).order_by(SettingsVersionRow.number.desc()).limit(1)
-            ).first()
+        row = self._fetch(
+            select(SettingsVersionRow).order_by(SettingsVersionRow.number.desc()).limit(1),
+            Result.first,
+        )
         return _version(row._mapping) if row is not None else None
 
     def version(self, number: int) -> Version | None:
         """Version ``number``, or None if there is none."""
-        with self._read() as conn:
-            row = conn.execute(
-                select(SettingsVersionRow).where(SettingsVersionRow.number == number)
-            ).first()
+        row = self._fetch(
+            select(SettingsVersionRow).where(SettingsVersionRow.number == number), Result.first
+        )
         return _version(row._mapping) if row is not None else None
 
     def versions(self, limit: int = 50, offset: int = 0) -> list[Version]:
         """Versions, newest first (never reads the proxy password)."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(SettingsVersionRow)
-                .order_by(SettingsVersionRow.number.desc())
-                .limit(max(0, limit))
-                .offset(max(0, offset))
-            ).all()
+        rows = self._fetch(
+            select(SettingsVersionRow)
+            .order_by(SettingsVersionRow.number.desc())
+            .limit(max(0, limit))
+            .offset(max(0, offset)),
+            Result.all,
+        )
         return [_version(row._mapping) for row in rows]
 
     def save(
@@ -520,18 +541,17 @@ class Store:
 
     def password(self) -> Secret | None:
         """The stored proxy password, or None. The one place it is read."""
-        with self._read() as conn:
-            secret = conn.execute(
-                select(ProxyPasswordRow.secret).where(ProxyPasswordRow.id == 1)
-            ).scalar_one_or_none()
+        secret = self._fetch(
+            select(ProxyPasswordRow.secret).where(ProxyPasswordRow.id == 1),
+            Result.scalar_one_or_none,
+        )
         return Secret(secret) if secret is not None else None
 
     # -- people ------------------------------------------------------------------------------
 
     def user(self, name: str) -> User | None:
         """The user ``name``, or None."""
-        with self._read() as conn:
-            row = conn.execute(select(UserRow).where(UserRow.name == name)).first()
+        row = self._fetch(select(UserRow).where(UserRow.name == name), Result.first)
         return User(**row._mapping) if row is not None else None
 
     def create_user(self, name: str, password_hash: str) -> User:
@@ -555,8 +575,7 @@ class Store:
 
     def user_count(self) -> int:
         """How many users exist."""
-        with self._read() as conn:
-            return int(conn.execute(select(func.count()).select_from(UserRow)).scalar_one())
+        return int(self._fetch(select(func.count()).select_from(UserRow), Result.scalar_one))
 
     def create_session(self, session: Session) -> None:
         """Store a new session."""
@@ -565,12 +584,12 @@ class Store:
 
     def session(self, id_hash: str) -> Session | None:
         """The session ``id_hash`` if it exists and has not expired, else None."""
-        with self._read() as conn:
-            row = conn.execute(
-                select(SessionRow).where(
-                    SessionRow.id_hash == id_hash, SessionRow.expires_at > datetime.now(UTC)
-                )
-            ).first()
+        row = self._fetch(
+            select(SessionRow).where(
+                SessionRow.id_hash == id_hash, SessionRow.expires_at > datetime.now(UTC)
+            ),
+            Result.first,
+        )
         return Session(**row._mapping) if row is not None else None
 
     def delete_session(self, id_hash: str) -> None:
@@ -610,14 +629,12 @@ class Store:
 
     def token_by_hash(self, token_hash: str) -> Token | None:
         """The token with this hash (revoked ones too: check ``revoked``), or None."""
-        with self._read() as conn:
-            row = conn.execute(select(TokenRow).where(TokenRow.token_hash == token_hash)).first()
+        row = self._fetch(select(TokenRow).where(TokenRow.token_hash == token_hash), Result.first)
         return Token(**row._mapping) if row is not None else None
 
     def tokens(self) -> list[Token]:
         """Every token, oldest first."""
-        with self._read() as conn:
-            rows = conn.execute(select(TokenRow).order_by(TokenRow.id)).all()
+        rows = self._fetch(select(TokenRow).order_by(TokenRow.id), Result.all)
         return [Token(**row._mapping) for row in rows]
 
     def revoke_token(self, token_id: int) -> None:
@@ -655,13 +672,13 @@ class Store:
 
     def audit_log(self, limit: int = 200, offset: int = 0) -> list[AuditEntry]:
         """Audit entries, newest first."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(AuditRow)
-                .order_by(AuditRow.id.desc())
-                .limit(max(0, limit))
-                .offset(max(0, offset))
-            ).all()
+        rows = self._fetch(
+            select(AuditRow)
+            .order_by(AuditRow.id.desc())
+            .limit(max(0, limit))
+            .offset(max(0, offset)),
+            Result.all,
+        )
         return [AuditEntry(**row._mapping) for row in rows]
 
     def save_preflight(
@@ -683,10 +700,9 @@ class Store:
 
     def last_preflight(self) -> PreflightRecord | None:
         """The newest preflight run, or None."""
-        with self._read() as conn:
-            row = conn.execute(
-                select(PreflightRow).order_by(PreflightRow.id.desc()).limit(1)
-            ).first()
+        row = self._fetch(
+            select(PreflightRow).order_by(PreflightRow.id.desc()).limit(1), Result.first
+        )
         return PreflightRecord(**row._mapping) if row is not None else None
 
 
