@@ -89,3 +89,25 @@ def test_versions_are_never_read_with_the_password(store: Store, store_url: str)
         secret = conn.execute("SELECT secret FROM proxy_password").fetchall()
     assert rows and shared.PROXY_PASSWORD not in repr(rows)
     assert secret == [(shared.PROXY_PASSWORD,)]
+
+
+def test_reads_survive_the_server_dropping_connections(
+    postgres: PostgresServer, store_url: str, store: Store
+) -> None:
+    """A restart or failover kills pooled connections: the next read reconnects by itself."""
+    store.save(shared.DOC, author="admin", action="save")
+    assert store.current_number() == 1  # a pooled connection now exists
+    name = store_url.rsplit("/", 1)[1]
+    with _admin(postgres) as conn:
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+            (name,),
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    assert store.current_number() == 1
+    assert store.current() is not None
+    with _admin(postgres) as conn:  # and a write too
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+    assert store.save(shared.DOC, author="admin", action="save").number == 2

@@ -271,7 +271,12 @@ def _encode_userinfo(text: str) -> str:
 
 
 class Store:
-    """The console's data on one database. Thread-safe; one instance per process is enough."""
+    """The console's data on one database. Thread-safe; one instance per process is enough.
+
+    Creating one checks the URL (and, for SQLite, that the file can be created); nothing connects
+    to PostgreSQL until the first call (``migrate`` first), which raises :class:`StoreError` if
+    the server cannot be used.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = database_url(url)
@@ -403,11 +408,28 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        """One write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
-        with self._guard(), self._engine.connect() as conn:
-            conn.execution_options(egress_write=True)
-            with conn.begin():
+        """One write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success. On
+        PostgreSQL its connection is checked first and replaced once if the server dropped it."""
+        with self._guard():
+            conn = self._write_connection()
+            with conn, conn.begin():
                 yield conn
+
+    def _write_connection(self) -> Connection:
+        for attempt in (1, 2):
+            conn = self._engine.connect()
+            conn.execution_options(egress_write=True)
+            if self.backend != "postgresql":
+                return conn
+            try:
+                conn.exec_driver_sql("SELECT 1")
+                conn.rollback()
+                return conn
+            except sa_exc.DBAPIError as exc:
+                conn.close()
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def migrate(self) -> None:
         """Bring the tables to the newest revision (Alembic ``upgrade head``).
