@@ -108,6 +108,20 @@ def test_if_none_match(
         assert r.content == b""
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer egress_unknown", "Bearer x", "Basic YWRtaW46eA==", ""],
+    ids=["unknown", "no-prefix", "basic", "empty"],
+)
+def test_poll_path_without_a_valid_token_is_401_not_304(
+    client: TestClient, authorization: str
+) -> None:
+    headers = {"Authorization": authorization, "If-None-Match": '"v1"'}
+    r = client.get("/api/v1/settings", headers=headers)
+    assert r.status_code == 401
+    assert "etag" not in r.headers
+
+
 def test_poll_path_sees_a_new_version(
     client: TestClient, reader: dict[str, str], admin: dict[str, str]
 ) -> None:
@@ -178,6 +192,8 @@ def test_revoked_token_is_refused_at_once(client: TestClient, admin: dict[str, s
     assert digest(created["token"]) not in json.dumps(listed)
     assert client.delete(f"/api/v1/tokens/{created['id']}", headers=admin).status_code == 204
     assert client.get("/api/v1/settings", headers=theirs).status_code == 401
+    polled = client.get("/api/v1/settings", headers={**theirs, "If-None-Match": '"v1"'})
+    assert polled.status_code == 401
     assert client.delete("/api/v1/tokens/9999", headers=admin).status_code == 404
 
 
@@ -224,6 +240,24 @@ def test_session_reads_but_changes_only_with_its_csrf_header(
     r = client.put("/api/v1/settings", json=doc, headers={"If-Match": '"v1"', "X-CSRF-Token": csrf})
     assert r.status_code == 200
     assert store.current().author == "admin"  # type: ignore[union-attr]
+
+
+def test_api_login_then_session_with_csrf(client: TestClient, store: Store) -> None:
+    r = client.post("/api/v1/login", json={"username": "admin", "password": "wrong"})
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    r = client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 200
+    assert "HttpOnly" in r.headers["set-cookie"]
+    csrf = r.json()["csrf"]
+    made = client.post(
+        "/api/v1/tokens", json={"name": "bench", "role": "read"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert made.status_code == 201
+    assert made.json()["created_by"] == "admin"
+    assert client.post("/api/v1/logout").status_code == 204
+    assert client.get("/api/v1/tokens").status_code == 401
+    assert client.get("/healthz").json() == {"status": "ok", "version": 1}
 
 
 # -- PUT /settings -------------------------------------------------------------------------------

@@ -245,6 +245,12 @@ def create_app(
         check_verify=check_verify,
     )
     _install_handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, object]:
+        """Alive and the store answers (for a load balancer or a start-up script)."""
+        return {"status": "ok", "version": app.state.console.store.current_number()}
+
     app.include_router(api.router)
     app.include_router(pages.router)
     static = Path(__file__).with_name("static")
@@ -252,6 +258,7 @@ def create_app(
         from fastapi.staticfiles import StaticFiles
 
         app.mount("/static", StaticFiles(directory=static), name="static")
+    app.add_middleware(api.PollFastPath)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(LimitBody, limit=MAX_BODY)
     return app

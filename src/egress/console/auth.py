@@ -154,7 +154,7 @@ class LoginLimits:
     address: RateLimiter = field(default_factory=lambda: RateLimiter(*ADDRESS_LIMIT))
 
 
-def login(request: Request, name: str, password: str) -> Session:
+def login(request: Request, name: str, password: str) -> NewSession:
     """Check ``name`` / ``password`` and open a session (a :class:`NewSession`, whose ``token``
     goes into the cookie with :func:`set_session_cookie`). Audited either way.
 
