@@ -17,9 +17,10 @@ venv: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
-## run: set up, then start the main job (for now: validate and explain the shipped example)
+## run: set up, then start the admin console on SQLite (./var/egress.db) at http://127.0.0.1:8080/
+## (the first run prints the admin password once and imports examples/egress.yaml)
 run: $(STAMP)
-	bash scripts/demo.sh
+	$(BIN)/egress console --import examples/egress.yaml $(ARGS)
 
 ## test: set up, then lint, type-check and run every test against real services
 test: $(STAMP) system-deps

@@ -12,6 +12,7 @@
 #   socat            /usr/bin/socat (bench/tunnel.py's baseline: socat's PROXY: address)
 #   chromium         /usr/bin/chromium (tests/browser: Playwright drives Debian's Chromium through
 #                    executable_path; Playwright never downloads a browser)
+#   wrk              /usr/bin/wrk (bench/console.py: 1,000 keep-alive pollers of the console)
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -37,9 +38,12 @@ have_socat() {
 have_chromium() {
     [[ -x /usr/bin/chromium ]]
 }
+have_wrk() {
+    command -v wrk >/dev/null 2>&1
+}
 
 # package name -> check function, in install order
-packages=(squid-openssl postgresql nodejs curl node-proxy-from-env socat chromium)
+packages=(squid-openssl postgresql nodejs curl node-proxy-from-env socat chromium wrk)
 declare -A checks=(
     [squid-openssl]=have_squid_openssl
     [postgresql]=have_postgresql
@@ -48,6 +52,7 @@ declare -A checks=(
     [node-proxy-from-env]=have_node_proxy_from_env
     [socat]=have_socat
     [chromium]=have_chromium
+    [wrk]=have_wrk
 )
 
 # Another apt/dpkg run may be going on (e.g. a background install at image start): wait for it

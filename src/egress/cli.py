@@ -386,6 +386,15 @@ def _build_parser() -> argparse.ArgumentParser:
     va.add_argument("--json", action="store_true", help="print one JSON object")
     va.set_defaults(func=cmd_validate)
 
+    sc = sub.add_parser(
+        "schema",
+        help="the JSON Schema of egress.yaml, for editors",
+        description="Print the JSON Schema (draft 2020-12) of egress.yaml, made from the same "
+        "declaration of fields the loader reads, e.g. for yaml-language-server: "
+        "egress schema > egress.schema.json",
+    )
+    sc.set_defaults(func=cmd_schema)
+
     re_ = sub.add_parser(
         "render",
         help="an artifact for the operator, on stdout",
@@ -460,7 +469,47 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_common(tu)
     tu.set_defaults(func=cmd_tunnel)
+
+    co = sub.add_parser(
+        "console",
+        help="the admin console: the switch, settings with history, routes, preflight, artifacts",
+        description="Serve the admin console until stopped (Ctrl-C or SIGTERM exit 0). The "
+        "first run creates the admin account (password printed once, or taken from "
+        "EGRESS_ADMIN_PASSWORD) and imports --import F as the first settings.",
+    )
+    co.add_argument(
+        "--db",
+        default="sqlite:///var/egress.db",
+        metavar="URL",
+        help="the store: sqlite:///path, a file path, or postgresql://user@host/db "
+        "(default sqlite:///var/egress.db, under the working directory)",
+    )
+    co.add_argument(
+        "--host", default="127.0.0.1", metavar="H", help="address to listen on (default 127.0.0.1)"
+    )
+    co.add_argument(
+        "--port",
+        type=_port,
+        default=8080,
+        metavar="P",
+        help="port to listen on (default 8080; 0 picks a free one)",
+    )
+    co.add_argument(
+        "--import",
+        dest="import_file",
+        metavar="F",
+        help="egress.yaml to import as the first settings (first run only)",
+    )
+    _add_common(co, source=False)
+    co.set_defaults(func=cmd_console)
     return parser
+
+
+def _port(text: str) -> int:
+    """``--port P``: 0 to 65535 (0 picks a free port)."""
+    if text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{shown(text)} is not a port; use a number from 0 to 65535")
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -595,6 +644,15 @@ def _print_decision(d: Decision, con: _Console) -> None:
     con.out(f"  proxy   {d.proxy or '-'}")
     con.out(f"  rule    {d.rule}")
     con.out(f"  reason  {d.reason}")
+
+
+def cmd_schema(args: argparse.Namespace, con: _Console) -> int:
+    """``egress schema``: the JSON Schema of egress.yaml, on stdout."""
+    from egress.settings.declaration import json_schema
+
+    for line in json.dumps(json_schema(), indent=2).splitlines():
+        con.out(line)
+    return Exit.OK
 
 
 def cmd_validate(args: argparse.Namespace, con: _Console) -> int:
@@ -867,6 +925,19 @@ def cmd_tunnel(args: argparse.Namespace, con: _Console) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return Exit.OK
+
+
+def cmd_console(args: argparse.Namespace, con: _Console) -> int:
+    from egress.console.serve import ServeOptions, serve
+
+    options = ServeOptions(db=args.db, host=args.host, port=args.port, import_file=args.import_file)
+    con.keep_secret(os.environ.get("EGRESS_ADMIN_PASSWORD"))
+
+    def say(line: str) -> None:
+        con.out(line)
+        con.stdout.flush()
+
+    return serve(options, env=os.environ, say=say)
 
 
 def report(exc: BaseException, con: _Console, *, debug: bool = False) -> int:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from io import StringIO
 from pathlib import Path
 
@@ -793,30 +793,67 @@ def test_the_limit_holds_for_the_kubernetes_formats(
 # -- dependencies --------------------------------------------------------------------------------
 
 
-def test_every_declared_dependency_is_imported() -> None:
-    """A dependency nothing imports is weight for every install (rich was one)."""
+MODULE_OF = {"PyYAML": "yaml", "argon2-cffi": "argon2", "psycopg": "psycopg"}
+"""A distribution whose import name is not its own name, lower-cased with ``_`` for ``-``."""
+USED_BY_ANOTHER = {
+    "python-multipart": "starlette parses the console's forms with it",
+    "psycopg": "SQLAlchemy's postgresql+psycopg dialect, for `egress console --db postgresql://`",
+}
+"""Declared for a library egress uses, which imports it itself."""
+CONSOLE_EXTRAS = ("console", "postgres")
+"""The extras only ``src/egress/console/`` (and the CLI's ``console`` command) may import."""
+
+
+def _requirements(group: str | None = None) -> list[str]:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    module = {"PyYAML": "yaml"}
-    source = "\n".join(p.read_text() for p in (ROOT / "src" / "egress").rglob("*.py"))
-    for requirement in meta["project"]["dependencies"]:
-        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
-        imported = module.get(name, name.replace("-", "_").lower())
-        assert re.search(rf"^\s*(import|from) {imported}\b", source, re.M), f"{name} is unused"
+    if group is None:
+        return list(meta["project"]["dependencies"])
+    return list(meta["project"]["optional-dependencies"][group])
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+
+
+def _module(requirement: str) -> str:
+    name = _name(requirement)
+    return MODULE_OF.get(name, name.replace("-", "_").lower())
+
+
+def _imports(paths: Iterable[Path]) -> set[str]:
+    source = "\n".join(p.read_text() for p in paths)
+    found = re.findall(r"^\s*(?:import (\w+)|from (\w+)[\w.]* import )", source, re.M)
+    return {a or b for a, b in found}
+
+
+SRC = ROOT / "src" / "egress"
+CONSOLE = SRC / "console"
+
+
+@pytest.mark.parametrize("group", [None, *CONSOLE_EXTRAS])
+def test_every_declared_dependency_is_imported(group: str | None) -> None:
+    """A dependency nothing imports is weight for every install (rich was one)."""
+    imported = _imports(SRC.rglob("*.py"))
+    for requirement in _requirements(group):
+        name = _name(requirement)
+        if name in USED_BY_ANOTHER:
+            continue
+        assert _module(requirement) in imported, f"{name} is unused"
 
 
 def test_every_imported_library_is_declared() -> None:
     """What src/ imports from outside the standard library is a declared dependency, with a
-    lower bound: a transitive dependency of httpx or requests can change under us otherwise."""
-    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    module = {"PyYAML": "yaml"}
-    declared = {
-        module.get(name, name.replace("-", "_").lower())
-        for name in (
-            re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0] for req in meta["project"]["dependencies"]
-        )
-    }
-    assert all(">=" in req for req in meta["project"]["dependencies"])
-    source = "\n".join(p.read_text() for p in (ROOT / "src" / "egress").rglob("*.py"))
-    imported = set(re.findall(r"^(?:import|from) (\w+)", source, re.M))
-    third_party = imported - set(sys.stdlib_module_names) - {"egress", "__future__"}
-    assert third_party <= declared, f"imported but not declared: {sorted(third_party - declared)}"
+    lower bound: a transitive dependency of httpx or requests can change under us otherwise.
+    The library itself needs only the core dependencies; the console's extras stay in
+    ``egress/console`` (and the CLI imports the console only inside its command)."""
+    core = {_module(r) for r in _requirements()}
+    extras = {_module(r) for group in CONSOLE_EXTRAS for r in _requirements(group)}
+    every = _requirements() + [r for g in CONSOLE_EXTRAS for r in _requirements(g)]
+    assert all(">=" in req for req in every)
+    known = set(sys.stdlib_module_names) | {"egress", "__future__"}
+    outside = [p for p in SRC.rglob("*.py") if CONSOLE not in p.parents]
+    library = _imports(outside) - known
+    assert library <= core, f"the library imports beyond its core: {sorted(library - core)}"
+    console = _imports(CONSOLE.rglob("*.py")) - known
+    missing = console - core - extras
+    assert not missing, f"imported but not declared: {sorted(missing)}"

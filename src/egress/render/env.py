@@ -112,7 +112,7 @@ def _ca_source(settings: Settings) -> str:
     if proxy.ca_configmap:
         name, key = proxy.ca_configmap
         return f"the ConfigMap {name}, key {key}"
-    return "the inline CA of the Helm values (trustedCACerts.value / externalProxy.sslCA)"
+    return "the inline CA (proxy.ca_pem, or Helm trustedCACerts.value / externalProxy.sslCA)"
 
 
 def environment(

@@ -1,5 +1,8 @@
 """The ``egress.yaml`` loader (and the same shape as a Python mapping).
 
+Its keys and each key's reader come from :data:`egress.settings.declaration.FIELDS`; the rules
+that tie fields together are in :mod:`~egress.settings.sections`.
+
 ::
 
     proxy:
@@ -9,6 +12,7 @@
       username: null                         # Basic auth (S14); the password only from a file
       password_file: null
       ca_file: null                          # PEM that signs the proxy's certificate
+      ca_pem: null                           # or that PEM itself, inline (not with ca_file)
       verify: true                           # verify the proxy's certificate
     excluded_domains: [.corp.example]        # list, or one comma-separated string
     deployment: {kind: kubernetes, cluster_domain: cluster.local, service_ip: auto,
@@ -29,21 +33,25 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from egress.catalog import check_features
-from egress.redact import shown
+from egress.redact import Secret, shown
+from egress.settings.declaration import Field, field, yaml_keys
 from egress.settings.fields import (
     Problems,
     boolean,
     has_space_or_control,
     key_field,
     mapping,
+    port,
     text,
     text_list,
     unknown_keys,
     valid_host,
 )
+from egress.settings.files import read_ca_pem
 from egress.settings.finish import finish
 from egress.settings.model import DEFAULT_WAREHOUSES, Settings
 from egress.settings.proxy_url import parse_proxy_url, proxy_from_parts
@@ -51,29 +59,34 @@ from egress.settings.sections import deployment, proxy_settings
 from egress.settings.yaml_file import load_yaml_file
 from egress.warehouses import WAREHOUSES
 
-TOP_KEYS = (
-    "proxy",
-    "excluded_domains",
-    "deployment",
-    "warehouses",
-    "tunnel_tcp_warehouses",
-    "features",
-    "resolve",
-    "endpoints",
-)
-PROXY_KEYS = (
-    "enabled",
-    "url",
-    "https_url",
-    "host",
-    "port",
-    "type",
-    "username",
-    "password_file",
-    "ca_file",
-    "verify",
-)
-DEPLOYMENT_KEYS = ("kind", "cluster_domain", "service_ip", "gke_workload_identity")
+TOP_KEYS: Final = yaml_keys()
+PROXY_KEYS: Final = yaml_keys("proxy")
+DEPLOYMENT_KEYS: Final = yaml_keys("deployment")
+
+
+def _map_example(f: Field) -> str:
+    """``resolve: {db.corp.example: 10.0.0.5}`` from the field's form example."""
+    return f"{f.key}: {{{f.example.replace('=', ': ')}}}" if f.example else ""
+
+
+Reader = Callable[[object, Field, Problems], Any]
+READERS: Final[dict[str, Reader]] = {
+    "bool": lambda v, f, p: boolean(v, f.path, p, default=bool(f.default)),
+    "text": lambda v, f, p: text(v, f.path, p),
+    "choice": lambda v, f, p: text(v, f.path, p),
+    "url": lambda v, f, p: parse_proxy_url(v, f.path, p),
+    "port": lambda v, f, p: port(v, f.path, p),
+    "list": lambda v, f, p: text_list(v, f.path, p),
+    "map": lambda v, f, p: mapping(v, f.path, p, example=_map_example(f)),
+    "pem": lambda v, f, p: read_ca_pem(v, f.path, p),
+}
+"""Each kind of field's reader: every field of ``egress.yaml`` is read by its declared kind's."""
+
+
+def _read(section: Mapping[str, Any], path: str, p: Problems) -> Any:
+    """The value of the field at ``path`` from its section, read by its kind's reader."""
+    f = field(path)
+    return READERS[f.kind](section.get(f.key), f, p)
 
 
 def load_yaml(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,9 +96,17 @@ def load_yaml(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = N
 
 
 def load_settings_from_mapping(
-    raw: object, *, source: str = "mapping", env: Mapping[str, str] | None = None
+    raw: object,
+    *,
+    source: str = "mapping",
+    env: Mapping[str, str] | None = None,
+    password: Secret | None = None,
 ) -> Settings:
-    """Validate an ``egress.yaml``-shaped structure (already parsed)."""
+    """Validate an ``egress.yaml``-shaped structure (already parsed).
+
+    ``password`` is the proxy password given directly (the console keeps it apart from the
+    document), used instead of ``proxy.password_file``.
+    """
     env = os.environ if env is None else env
     p = Problems()
     top = mapping(raw, "", p)
@@ -95,25 +116,28 @@ def load_settings_from_mapping(
     unknown_keys(pm, PROXY_KEYS, "proxy.", p)
     if pm.get("url") not in (None, "") and pm.get("host") not in (None, ""):
         p.error("proxy.url", "is set together with proxy.host", "use either url or host/port/type")
-    url = parse_proxy_url(pm.get("url"), "proxy.url", p) or proxy_from_parts(pm, "proxy.", p)
-    https_url = parse_proxy_url(pm.get("https_url"), "proxy.https_url", p)
+    url = _read(pm, "proxy.url", p) or proxy_from_parts(pm, "proxy.", p)
+    https_url = _read(pm, "proxy.https_url", p)
+    enabled = boolean(
+        pm.get("enabled"), "proxy.enabled", p, default=url is not None or https_url is not None
+    )  # a bool as READERS reads it, with a default that depends on the address
     proxy = proxy_settings(
         p,
-        enabled=boolean(
-            pm.get("enabled"), "proxy.enabled", p, default=url is not None or https_url is not None
-        ),
+        enabled=enabled,
         http_proxy=url,
         https_proxy=https_url or url,
-        username=text(pm.get("username"), "proxy.username", p),
-        password_file=text(pm.get("password_file"), "proxy.password_file", p),
-        ca_file=text(pm.get("ca_file"), "proxy.ca_file", p),
-        verify=boolean(pm.get("verify"), "proxy.verify", p, default=True),
+        username=_read(pm, "proxy.username", p),
+        password_file=_read(pm, "proxy.password_file", p),
+        ca_file=_read(pm, "proxy.ca_file", p),
+        verify=_read(pm, "proxy.verify", p),
         prefix="proxy.",
+        ca_pem=_read(pm, "proxy.ca_pem", p),
+        password=password,
     )
 
     dm = mapping(top.get("deployment"), "deployment", p)
     unknown_keys(dm, DEPLOYMENT_KEYS, "deployment.", p)
-    dep = deployment(
+    dep = deployment(  # shared with the Helm loader, which reads the same kinds of values
         p,
         kind=dm.get("kind"),
         cluster_domain=dm.get("cluster_domain"),
@@ -123,12 +147,12 @@ def load_settings_from_mapping(
         env=env,
     )
 
-    excluded = text_list(top.get("excluded_domains"), "excluded_domains", p) or []
-    warehouses = _warehouses(top.get("warehouses"), "warehouses", p)
-    features = text_list(top.get("features"), "features", p)
+    excluded = _read(top, "excluded_domains", p) or []
+    warehouses = _warehouses(_read(top, "warehouses", p), "warehouses", p)
+    features = _read(top, "features", p)
     p.errors.extend(check_features(features or ()))
-    resolve = _resolve(top.get("resolve"), p)
-    endpoints = _endpoints(top.get("endpoints"), p)
+    resolve = _resolve(_read(top, "resolve", p), p)
+    endpoints = _endpoints(_read(top, "endpoints", p), p)
     return finish(
         p,
         Settings(
@@ -136,9 +160,7 @@ def load_settings_from_mapping(
             excluded_domains=tuple(excluded),
             deployment=dep,
             warehouses=warehouses,
-            tunnel_tcp_warehouses=boolean(
-                top.get("tunnel_tcp_warehouses"), "tunnel_tcp_warehouses", p, default=False
-            ),
+            tunnel_tcp_warehouses=_read(top, "tunnel_tcp_warehouses", p),
             features=tuple(features) if features is not None else ("core",),
             resolve=resolve,
             endpoints=endpoints,
@@ -148,13 +170,13 @@ def load_settings_from_mapping(
     )
 
 
-def _endpoints(value: object, p: Problems) -> tuple[str, ...]:
+def _endpoints(urls: list[str] | None, p: Problems) -> tuple[str, ...]:
     """``endpoints``: URLs the router can decide (a scheme and a host; no spaces)."""
     from egress.errors import URLError
     from egress.router import parse_target
 
     out: list[str] = []
-    for i, url in enumerate(text_list(value, "endpoints", p) or ()):
+    for i, url in enumerate(urls or ()):
         fld = f"endpoints[{i}]"
         if "://" not in url or has_space_or_control(url):
             p.error(
@@ -172,14 +194,14 @@ def _endpoints(value: object, p: Problems) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _warehouses(value: object, fld: str, p: Problems) -> tuple[str, ...]:
-    names = text_list(value, fld, p)
+def _warehouses(names: list[str] | None, fld: str, p: Problems) -> tuple[str, ...]:
+    """``warehouses``: the declared closed set, each name once, lower case."""
     if names is None:
         return DEFAULT_WAREHOUSES
     out: list[str] = []
     for name in names:
         key = name.lower()
-        if key not in WAREHOUSES:
+        if key not in field("warehouses").choices:
             p.error(
                 fld,
                 f"{shown(name)} is not a known warehouse",
@@ -190,10 +212,9 @@ def _warehouses(value: object, fld: str, p: Problems) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _resolve(value: object, p: Problems) -> tuple[tuple[str, str], ...]:
+def _resolve(m: Mapping[str, Any], p: Problems) -> tuple[tuple[str, str], ...]:
     """``resolve``: host -> IP. Both sides are refused whole if they hold a space or control
     character (a host here reaches connection code, where CR/LF must never go)."""
-    m = mapping(value, "resolve", p, example="resolve: {db.corp.example: 10.0.0.5}")
     out: list[tuple[str, str]] = []
     for host, ip in m.items():
         fld = key_field("resolve.", host)

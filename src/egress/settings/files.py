@@ -22,11 +22,12 @@ proxy.password_file: "/dev/zero" is a character device, not a regular file (use 
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 from typing import Final
 
 from egress.redact import Secret, shown
-from egress.settings.fields import Problems
+from egress.settings.fields import Problems, text
 
 KIB: Final = 1024
 MIB: Final = 1024 * KIB
@@ -128,3 +129,33 @@ def check_ca_file(path: str, fld: str, p: Problems) -> None:
     )
     if data is not None and b"-----BEGIN CERTIFICATE-----" not in data:
         p.error(fld, f"{shown(path)} holds no PEM certificate", "give the CA as a PEM file")
+
+
+_PEM_MARK: Final = "-----BEGIN CERTIFICATE-----"
+
+
+def read_ca_pem(value: object, fld: str, p: Problems) -> str | None:
+    """Inline PEM (``proxy.ca_pem``), checked as :func:`check_ca_file` checks a file's content,
+    then parsed, so a CA that TLS could not load is refused when the settings are read.
+
+    >>> p = Problems()
+    >>> read_ca_pem("not a certificate", "proxy.ca_pem", p)
+    >>> p.errors[0].field, p.errors[0].message
+    ('proxy.ca_pem', 'holds no PEM certificate')
+    """
+    pem = text(value, fld, p)
+    if pem is None:
+        return None
+    fix = f"paste the CA certificate as PEM: {_PEM_MARK} ..."
+    if len(pem.encode("utf-8", errors="replace")) > CA_LIMIT:
+        p.error(fld, f"is larger than {_size_text(CA_LIMIT)}, the most egress reads here", fix)
+        return None
+    if _PEM_MARK not in pem:
+        p.error(fld, "holds no PEM certificate", fix)
+        return None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem)
+    except (ValueError, ssl.SSLError):
+        p.error(fld, "holds no usable PEM certificate", fix)
+        return None
+    return pem.replace("\r\n", "\n").strip() + "\n"

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from egress.router import Router
 
 DEPLOYMENT_KINDS = ("kubernetes", "single-vm")
+PROXY_TYPES = ("http", "https")
+"""How egress talks to the proxy: plain HTTP, or TLS to the proxy."""
 DEFAULT_WAREHOUSES = tuple(WAREHOUSES)
 
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from egress.redact import printable, shown, split_userinfo
 from egress.settings.fields import Problems, is_ipv6, port, text, valid_host
-from egress.settings.model import ProxyURL
+from egress.settings.model import PROXY_TYPES, ProxyURL
 
 _LONGEST_ECHOED: Final = 60
 """A hint repeats the value (``write http://VALUE``) only when it is at most this long."""
@@ -113,7 +113,7 @@ def proxy_from_parts(m: Mapping[str, Any], prefix: str, p: Problems) -> ProxyURL
             p.error(f"{prefix}host", "is missing while port or type is set", "set the proxy host")
         return None
     kind = (text(m.get("type"), f"{prefix}type", p) or "http").lower()
-    if kind not in ("http", "https"):
+    if kind not in PROXY_TYPES:
         p.error(f"{prefix}type", f"{shown(kind)} is not http or https", "set type: http or https")
         return None
     number = port(m.get("port"), f"{prefix}port", p)

@@ -29,12 +29,30 @@ def proxy_settings(
     prefix: str,
     ca_pem: str | None = None,
     ca_configmap: tuple[str, str] | None = None,
+    password: Secret | None = None,
 ) -> ProxySettings:
-    """The proxy section; reads the password file and checks the CA file."""
-    password: Secret | None = None
+    """The proxy section; reads the password file and checks the CA file.
+
+    ``password`` is the proxy password given directly (the console's secret store), used
+    instead of a password file; ``ca_pem`` is a CA already checked by its loader.
+    """
     if username is not None and (":" in username or any(ord(c) < 0x20 for c in username)):
         p.error(f"{prefix}username", "contains ':' or control characters", "give only the name")
-    if password_file is not None:
+    if password is not None:
+        password = _given_password(password, f"{prefix}password", p)
+        if password_file is not None:
+            p.error(
+                f"{prefix}password_file",
+                "is set while the proxy password is given directly",
+                "remove password_file: the password given directly (the console's) is used",
+            )
+        elif username is None:
+            p.error(
+                f"{prefix}username",
+                "is missing while a proxy password is set",
+                "set the proxy user name, or clear the password",
+            )
+    elif password_file is not None:
         password = read_secret_file(password_file, f"{prefix}password_file", p)
         if username is None:
             p.error(
@@ -50,6 +68,12 @@ def proxy_settings(
         )
     if ca_file is not None:
         check_ca_file(ca_file, f"{prefix}ca_file", p)
+        if ca_pem is not None:
+            p.error(
+                f"{prefix}ca_pem",
+                "is set together with ca_file",
+                "give the CA either as PEM text (ca_pem) or as a file (ca_file), not both",
+            )
     address_refused = any(e.field.startswith(prefix) for e in p.errors)
     if enabled and http_proxy is None and https_proxy is None and not address_refused:
         p.error(
@@ -132,3 +156,15 @@ def _service_ip(
             "write the ClusterIP that `egress cluster-ip` prints, or auto",
         )
         return None, "unknown"
+
+
+def _given_password(password: Secret, fld: str, p: Problems) -> Secret | None:
+    """A password given directly, held to the rules of a password file: one non-empty line."""
+    value = password.reveal()
+    if not value:
+        p.error(fld, "is empty", "type the proxy password, or clear it")
+        return None
+    if "\n" in value or "\r" in value:
+        p.error(fld, "holds more than one line", "give only the password")
+        return None
+    return password
