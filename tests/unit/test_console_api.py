@@ -16,7 +16,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from egress.cli import main as cli_main
-from egress.console.app import MAX_BODY, bootstrap, create_app
+from egress.console.app import CSP, MAX_BODY, bootstrap, create_app
 from egress.console.auth import SESSION_COOKIE, digest
 from egress.console.service import ConsoleService
 from egress.console.store import Session, Store
@@ -615,8 +615,11 @@ def test_security_headers_on_every_answer(client: TestClient, reader: dict[str, 
         client.get("/api/v1/settings"),
         client.get("/nowhere"),
         client.get("/docs"),
+        client.get("/healthz"),
     ]:
         assert r.headers["content-security-policy"].startswith("default-src 'self'")
+        if r.url.path != "/docs":
+            assert r.headers["content-security-policy"] == CSP.decode()
         assert r.headers["x-frame-options"] == "DENY"
         assert r.headers["referrer-policy"] == "no-referrer"
         assert r.headers["x-content-type-options"] == "nosniff"

@@ -125,6 +125,11 @@ def test_login_sets_a_strict_httponly_cookie_and_stores_only_its_hash(
     assert "login" in [e.action for e in store.audit_log()]
 
 
+def test_a_password_typed_as_the_name_is_not_recorded(client: TestClient, store: Store) -> None:
+    assert _login_as(client, name=ADMIN_PASSWORD, password="x").status_code == 401
+    assert all(ADMIN_PASSWORD not in f"{e.actor} {e.detail}" for e in store.audit_log())
+
+
 def test_cookie_is_secure_when_asked(store: Store) -> None:
     with TestClient(_app(store, secure_cookies=True)) as c:
         assert "Secure" in _login_as(c).headers["set-cookie"]
@@ -168,7 +173,7 @@ def test_wrong_password_and_unknown_user_read_the_same(client: TestClient, store
     assert a.json() == b.json()
     assert "set-cookie" not in a.headers
     failed = [e for e in store.audit_log() if e.action == "login.failed"]
-    assert {e.actor for e in failed} == {"admin", "nobody"}
+    assert {e.actor for e in failed} == {"admin", "(unknown user)"}
     assert all(e.address == "testclient" for e in failed)
     assert all(ADMIN_PASSWORD not in e.detail and "wrong" not in e.actor for e in failed)
 

@@ -178,15 +178,18 @@ class AuditOut(BaseModel):
     address: str
 
 
+def _document_schema() -> dict[str, Any]:
+    """The JSON Schema of ``egress.yaml``, from the one declaration of the fields."""
+    from egress.settings.declaration import json_schema
+
+    schema = dict(json_schema())
+    schema.pop("$schema", None)
+    return schema
+
+
 def _settings_schema() -> dict[str, Any]:
-    """The JSON Schema of ``egress.yaml`` (from the one declaration of the fields), plus the
-    optional ``password`` member the API takes beside it."""
-    try:
-        from egress.settings.declaration import json_schema
-    except ImportError:  # pragma: no cover - until the declaration exists
-        schema: dict[str, Any] = {"type": "object"}
-    else:
-        schema = dict(json_schema())
+    """:func:`_document_schema` plus the optional ``password`` member a PUT takes beside it."""
+    schema = _document_schema()
     properties = dict(schema.get("properties", {}))
     properties["password"] = {
         "description": "The proxy password: set or replace it, or clear it. Never returned.",
@@ -393,7 +396,7 @@ def api_logout(request: Request) -> Response:
     "/settings",
     summary="The current settings (egress.yaml as JSON)",
     responses={
-        200: {"content": {"application/json": {"schema": _settings_schema()}}},
+        200: {"content": {"application/json": {"schema": _document_schema()}}},
         304: {"description": "Unchanged since the If-None-Match ETag"},
     },
 )

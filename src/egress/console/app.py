@@ -31,8 +31,16 @@ log = logging.getLogger("egress.console")
 
 MAX_BODY: Final = 1024 * 1024
 """The largest request body accepted (1 MiB, the same cap as a settings file)."""
+CSP: Final = b"default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+DOCS_CSP: Final = (
+    b"default-src 'self'; frame-ancestors 'none'; base-uri 'self'; "
+    b"script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com"
+)
+"""``/docs`` alone: FastAPI's Swagger UI page loads its script and style from jsDelivr and starts
+with an inline script; the page shows only the API's own description."""
 SECURITY_HEADERS: Final = (
-    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; base-uri 'self'"),
+    (b"content-security-policy", CSP),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-content-type-options", b"nosniff"),
@@ -120,11 +128,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        extra = SECURITY_HEADERS
+        if scope["path"] == "/docs":
+            extra = ((b"content-security-policy", DOCS_CSP), *SECURITY_HEADERS[1:])
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                headers.extend(h for h in extra if h[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 

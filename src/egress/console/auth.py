@@ -168,15 +168,17 @@ def login(request: Request, name: str, password: str) -> NewSession:
     wait = max(
         service.limits.account.retry_after(account_key), service.limits.address.retry_after(address)
     )
-    if wait:
-        store.audit(_actor_name(name), "login.limited", f"retry after {wait} s", address)
-        raise RateLimited(wait)
     user = store.user(name)
+    # a name typed in is recorded only when it is an account (not a password typed too early)
+    actor = user.name if user is not None else "(unknown user)"
+    if wait:
+        store.audit(actor, "login.limited", f"retry after {wait} s", address)
+        raise RateLimited(wait)
     ok = verify_password(user.password_hash if user else _DUMMY_HASH, password) and user is not None
     if not ok or user is None:
         service.limits.account.failed(account_key)
         service.limits.address.failed(address)
-        store.audit(_actor_name(name), "login.failed", "wrong name or password", address)
+        store.audit(actor, "login.failed", "wrong name or password", address)
         raise LoginRefused("the name or the password is wrong")
     service.limits.account.reset(account_key)
     token = secrets.token_urlsafe(32)
@@ -195,13 +197,6 @@ def login(request: Request, name: str, password: str) -> NewSession:
     store.delete_expired_sessions(now)
     store.audit(user.name, "login", "", address)
     return session
-
-
-def _actor_name(name: str) -> str:
-    """A typed-in login name as the audit log shows it: bounded and printable."""
-    from egress.redact import printable
-
-    return printable(name[:64]) or "(empty)"
 
 
 def set_session_cookie(response: Response, session_token: str, *, secure: bool) -> None:
