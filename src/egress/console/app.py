@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -48,8 +48,16 @@ SECURITY_HEADERS: Final = (
 ADMIN: Final = "admin"
 
 
-class BodyTooLarge(Exception):
-    """Raised inside the app when a body grows past the limit while it is read."""
+def _too_large_message(limit: int) -> str:
+    return f"the request body is larger than {limit // 1024} KiB; send less"
+
+
+class BodyTooLarge(HTTPException):
+    """Raised inside the app when a body grows past the limit while it is read: an HTTP 413, so
+    that FastAPI's own body parsing passes it on instead of calling it a parse error (400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large_message(limit), headers={"Connection": "close"})
 
 
 class LimitBody:
@@ -82,7 +90,7 @@ class LimitBody:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -99,9 +107,7 @@ class LimitBody:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {"detail": f"the request body is larger than {limit // 1024} KiB; send less"}
-    ).encode()
+    body = json.dumps({"detail": _too_large_message(limit)}).encode()
     await send(
         {
             "type": "http.response.start",
