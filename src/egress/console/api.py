@@ -12,6 +12,10 @@ the session's ``X-CSRF-Token`` header.
   ``egress validate --json`` prints them; nothing is stored then.
 - ``POST /settings/switch``, ``GET /explain``, ``POST /check``, ``GET /artifacts/{kind}``,
   ``GET /history[/{n}]``, ``POST /history/{n}/rollback``, ``/tokens``, ``GET /audit``.
+- ``POST /login`` (JSON name and password; a session cookie and its CSRF token, rate-limited
+  like the login page) and ``POST /logout``, for scripts that start without a token.
+
+A poll is answered by :class:`PollFastPath` before any routing when it can be (``304``).
 """
 
 from __future__ import annotations

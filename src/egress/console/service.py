@@ -295,18 +295,16 @@ class ConsoleService:
 
         for url in urls:
             parse_target(url)  # URLError before anything runs
-        current = self.current()
         settings = self.settings()
-        assert current.version is not None
+        current = self.current()
+        number = current.version.number if current.version is not None else 0
         probes = probes_for(settings, None, list(urls))
         results = run_checks(settings, probes, timeout=self.check_timeout, verify=self.check_verify)
         bad, warned = failed(results)
         verdict = "failed" if bad else "warnings" if warned else "ok" if results else "empty"
         rows = [r.as_dict() for r in results]
-        record = self.store.save_preflight(actor, current.version.number, verdict, rows)
-        self.store.audit(
-            actor, "preflight", f"version {current.version.number}: {verdict}", address
-        )
+        record = self.store.save_preflight(actor, number, verdict, rows)
+        self.store.audit(actor, "preflight", f"version {number}: {verdict}", address)
         return record, rows
 
     # -- tokens ----------------------------------------------------------------------------------
