@@ -6,6 +6,8 @@
      ├── ConfigError          settings refused; carries every Problem (field, message, hint)
      ├── UsageError           the command line itself is wrong (exit 2); names the flag
      ├── URLError             a destination URL egress cannot route (no host, bad characters)
+     ├── StoreError           the console's database: a bad --db URL, an unreachable server, an
+     │                        unwritable file (the URL's password masked)
      └── EgressTransportError a request could not be carried out; says which hop failed
           ├── ProxyUnreachable    the proxy did not accept a TCP (or TLS) connection
           ├── ProxyTLSError       the proxy's certificate is not trusted (set proxy.ca_file)
@@ -103,6 +105,11 @@ class UsageError(EgressError):
 
 class URLError(EgressError, ValueError):
     """A destination URL that cannot be routed: no host, or a host with forbidden characters."""
+
+
+class StoreError(EgressError):
+    """The console's database cannot be used: a bad ``--db`` URL, a PostgreSQL server that does not
+    answer, a SQLite file that cannot be written. Names the URL (password masked) and the fix."""
 
 
 class EgressTransportError(EgressError):

@@ -1,0 +1,1 @@
+"""The admin console (`egress console`)."""

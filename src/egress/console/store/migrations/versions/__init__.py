@@ -1,0 +1,1 @@
+"""The console store's migration scripts, oldest first."""
