@@ -264,3 +264,56 @@ def test_bootstrap_refuses_a_bad_file_and_stores_nothing(tmp_path: Path) -> None
         assert store.current_number() == 0
     finally:
         store.close()
+
+
+# -- limits and caches ---------------------------------------------------------------------------
+
+
+def test_rate_limiter_forgets_old_failures_and_bounds_its_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from egress.console import ratelimit
+
+    now = [0.0]
+    limiter = ratelimit.RateLimiter(3, 10.0, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.failed("a")
+    assert limiter.retry_after("a") == 10
+    now[0] = 5.5
+    assert limiter.retry_after("a") == 5
+    now[0] = 10.0
+    assert limiter.retry_after("a") == 0
+    monkeypatch.setattr(ratelimit, "MAX_KEYS", 100)
+    for i in range(1000):
+        limiter.failed(f"addr-{i}")
+    assert len(limiter._failures) <= 100
+
+
+def test_a_revoke_by_another_process_is_seen_within_the_cache_time(
+    client: TestClient, store: Store
+) -> None:
+    now = [1000.0]
+    service = client.app.state.console  # type: ignore[attr-defined]
+    service.tokens = auth.TokenCache(clock=lambda: now[0])
+    _, text = service.create_token("component", "read", actor="test", address="")
+    headers = {"Authorization": f"Bearer {text}"}
+    assert client.get("/api/v1/settings", headers=headers).status_code == 200
+    token = store.token_by_hash(auth.digest(text))
+    assert token is not None
+    store.revoke_token(token.id)  # as another console process would: this cache is not told
+    assert client.get("/api/v1/settings", headers=headers).status_code == 200
+    now[0] += auth.TOKEN_CACHE_SECONDS + 0.1
+    assert client.get("/api/v1/settings", headers=headers).status_code == 401
+
+
+def test_polls_write_nothing(client: TestClient, store: Store) -> None:
+    service = client.app.state.console  # type: ignore[attr-defined]
+    _, text = service.create_token("component", "read", actor="test", address="")
+    headers = {"Authorization": f"Bearer {text}", "If-None-Match": '"v1"'}
+    assert client.get("/api/v1/settings", headers=headers).status_code == 304
+    audit_before = len(store.audit_log(1000))
+    token = store.token_by_hash(auth.digest(text))
+    for _ in range(50):
+        assert client.get("/api/v1/settings", headers=headers).status_code == 304
+    assert len(store.audit_log(1000)) == audit_before
+    assert store.token_by_hash(auth.digest(text)) == token  # last_used_at not rewritten
