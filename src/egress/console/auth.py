@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -60,7 +61,12 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 ROLES: Final = ("read", "admin")
 
 _hasher = PasswordHasher()
-_DUMMY_HASH: Final = _hasher.hash("no such user: the same work either way")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist (the same work either way)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class LoginRefused(Exception):
@@ -174,13 +180,15 @@ def login(request: Request, name: str, password: str) -> NewSession:
     if wait:
         store.audit(actor, "login.limited", f"retry after {wait} s", address)
         raise RateLimited(wait)
-    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password) and user is not None
+    ok = verify_password(user.password_hash if user else _dummy_hash(), password)
     if not ok or user is None:
         service.limits.account.failed(account_key)
         service.limits.address.failed(address)
         store.audit(actor, "login.failed", "wrong name or password", address)
         raise LoginRefused("the name or the password is wrong")
     service.limits.account.reset(account_key)
+    if _hasher.check_needs_rehash(user.password_hash):  # stronger parameters since it was set
+        store.set_password_hash(user.name, hash_password(password))
     token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     session = NewSession(
