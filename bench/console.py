@@ -1,11 +1,18 @@
 """1,000 components polling the console's settings with ``If-None-Match``.
 
 The console runs as ``egress console`` would (uvicorn, one process, a SQLite store in a temp
-dir, the example settings imported); ``wrk`` holds 1,000 keep-alive connections, each polling
-``GET /api/v1/settings`` with a read token and the current ETag, so every answer is the ``304``
-a component gets between changes. Three runs of ``SECONDS`` each; the medians are printed, with
-the same figures for a bare ASGI app on the same uvicorn answering ``304`` without any work (the
-baseline: what the server costs on its own). Target: at least 2,000 polls/s, p99 under 50 ms.
+dir, the example settings imported); ``wrk`` holds 1,000 keep-alive connections, each a
+component polling ``GET /api/v1/settings`` with a read token and the current ETag, so every
+answer is the ``304`` a component gets between changes. Two questions, three runs each, medians:
+
+- *Paced* (the target): each component polls every 350-550 ms (a Lua ``delay``), ~2,200 polls/s
+  offered in all, as real components do; polls/s served and p50/p99 latency. Target: at least
+  2,000 polls/s with p99 under 50 ms.
+- *Saturated* (the capacity): the same 1,000 connections sending back to back; polls/s against a
+  bare ASGI app on the same uvicorn answering ``304`` with no work (the baseline), so the ratio is
+  what the console's own work costs. Latency here is queueing (1,000 in flight / throughput), so
+  it is printed but no target applies.
+
 Run: ``.venv/bin/python bench/console.py`` (needs ``wrk``: scripts/install-system-deps.sh).
 """
 
@@ -29,7 +36,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 1000
-SECONDS = 8
+SECONDS = 10
+PACE_MS = (350, 550)
+"""Each paced component waits a random 350-550 ms between polls: about 2,200 polls/s offered."""
 RUNS = 3
 TARGET_RPS = 2000
 TARGET_P99_MS = 50.0
@@ -84,9 +93,13 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, headers: dict[str, str]) -> tuple[float, float, float, int]:
+def wrk(
+    url: str, headers: dict[str, str], script: str | None = None
+) -> tuple[float, float, float, int]:
     """One wrk run: (requests/s, p50 ms, p99 ms, non-2xx/3xx answers plus socket errors)."""
     args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "--timeout", "5s"]
+    if script is not None:
+        args += ["-s", script]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
@@ -102,8 +115,10 @@ def wrk(url: str, headers: dict[str, str]) -> tuple[float, float, float, int]:
     return rps, lat["50"], lat["99"], failures
 
 
-def median_runs(url: str, headers: dict[str, str]) -> tuple[float, float, float, int]:
-    runs = [wrk(url, headers) for _ in range(RUNS)]
+def median_runs(
+    url: str, headers: dict[str, str], script: str | None = None
+) -> tuple[float, float, float, int]:
+    runs = [wrk(url, headers, script) for _ in range(RUNS)]
     return (
         statistics.median(r[0] for r in runs),
         statistics.median(r[1] for r in runs),
@@ -134,6 +149,9 @@ def main() -> int:
         return 1
     egress = str(Path(sys.executable).with_name("egress"))
     with tempfile.TemporaryDirectory(prefix="egress-bench-console-") as tmp:
+        pace = Path(tmp) / "pace.lua"
+        low, high = PACE_MS
+        pace.write_text(f"function delay()\n  return math.random({low}, {high})\nend\n")
         port, base_port = free_port(), free_port()
         env = {**os.environ, "EGRESS_ADMIN_PASSWORD": PASSWORD}
         console = subprocess.Popen(
@@ -154,8 +172,10 @@ def main() -> int:
             headers = {"Authorization": f"Bearer {token}", "If-None-Match": etag}
             check = httpx.get(f"{base}/api/v1/settings", headers=headers)
             assert check.status_code == 304, check.status_code
+            url = f"{base}/api/v1/settings"
+            p_rps, p_p50, p_p99, p_bad = median_runs(url, headers, str(pace))
             b_rps, b_p50, b_p99, b_bad = median_runs(f"http://127.0.0.1:{base_port}/", {})
-            c_rps, c_p50, c_p99, c_bad = median_runs(f"{base}/api/v1/settings", headers)
+            c_rps, c_p50, c_p99, c_bad = median_runs(url, headers)
         finally:
             stop(console)
             stop(baseline)
@@ -172,14 +192,18 @@ def main() -> int:
         + ", ".join(f"{p} {version(p)}" for p in ("uvicorn", "fastapi", "starlette", "SQLAlchemy"))
         + f", {' '.join(wrk_version)}"
     )
-    print(f"{CONNECTIONS} keep-alive pollers, {RUNS} runs of {SECONDS} s, medians:")
-    print(f"{'':28} {'polls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}")
-    print(f"{'bare uvicorn 304 (baseline)':28} {b_rps:9.0f} {b_p50:8.2f} {b_p99:8.2f} {b_bad:7d}")
-    print(f"{'console settings 304':28} {c_rps:9.0f} {c_p50:8.2f} {c_p99:8.2f} {c_bad:7d}")
-    print(f"ratio to baseline: {c_rps / b_rps:.2f}x throughput")
-    ok = c_rps >= TARGET_RPS and c_p99 < TARGET_P99_MS and c_bad == 0
+    print(f"{CONNECTIONS} keep-alive pollers, {RUNS} runs of {SECONDS} s each, medians:")
+    print(f"{'':40} {'polls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}")
+    row = "{:40} {:9.0f} {:8.2f} {:8.2f} {:7d}"
+    print(row.format(f"paced, every {low}-{high} ms (the target)", p_rps, p_p50, p_p99, p_bad))
+    print(row.format("saturated: console settings 304", c_rps, c_p50, c_p99, c_bad))
+    print(row.format("saturated: bare uvicorn 304 (baseline)", b_rps, b_p50, b_p99, b_bad))
+    print(f"saturated throughput, ratio to the bare baseline: {c_rps / b_rps:.2f}x")
+    ok = p_rps >= TARGET_RPS and p_p99 < TARGET_P99_MS and p_bad == 0
     verdict = "MET" if ok else "MISSED"
-    print(f"target {TARGET_RPS} polls/s and p99 < {TARGET_P99_MS:g} ms: {verdict}")
+    print(
+        f"target (at least {TARGET_RPS} polls/s served, p99 < {TARGET_P99_MS:g} ms): {verdict}"
+    )
     return 0
 
 

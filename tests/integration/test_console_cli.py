@@ -70,9 +70,14 @@ def console(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Iterato
                 proc.wait()
 
 
-def sign_in(base: str, password: str) -> httpx.Client:
+@contextmanager
+def sign_in(base: str, password: str) -> Iterator[httpx.Client]:
     """Sign in through the login form, as a browser does (CSRF field from the page)."""
-    client = httpx.Client(base_url=base, timeout=10.0, follow_redirects=True)
+    with httpx.Client(base_url=base, timeout=10.0, follow_redirects=True) as client:
+        yield _signed_in(client, password)
+
+
+def _signed_in(client: httpx.Client, password: str) -> httpx.Client:
     page = client.get("/login")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert csrf, "the login form carries a CSRF field"

@@ -1,0 +1,327 @@
+"""The console's operations, shared by the API and the pages: read, validate, save, switch, roll
+back, explain, render, check, and manage tokens, each change audited with its actor and address.
+
+Every save validates the whole document first, with the same loader as ``egress validate``
+(:func:`egress.settings.load_settings_from_mapping`); a refused document raises
+:class:`~egress.errors.ConfigError` with every problem, and nothing is stored. The proxy password
+is kept by the store apart from the documents, passed to the loader as a
+:class:`~egress.redact.Secret`, and never returned, logged, audited or diffed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from egress.catalog import Destination, load_catalog
+from egress.console.auth import LoginLimits, TokenCache, digest, new_api_token
+from egress.console.diff import DiffLine, diff_documents, password_line
+from egress.console.store import KEEP, Keep, PreflightRecord, StaleVersion, Store, Token, Version
+from egress.errors import ConfigError, Problem
+from egress.redact import Secret, printable
+from egress.render import KINDS, Artifact, RenderOptions, renderer
+from egress.router import Decision, Rule, routing_notes
+from egress.settings import Settings, load_settings_from_mapping
+
+POLL_SECONDS: Final = 0.1
+"""How long the poll path trusts the current version number it last read from the store."""
+
+__all__ = ["KINDS", "ConsoleService", "Current", "NoSettings", "StaleVersion"]
+
+REFUSED_KEYS: Final = {
+    "password_file": (
+        "is a file on the console's machine, which the console does not read",
+        'set the password itself with "password": {"set": "..."} (it is stored apart, never shown)',
+    ),
+    "ca_file": (
+        "is a file on the console's machine, which the console does not read",
+        "paste the PEM into proxy.ca_pem instead",
+    ),
+    "password": (
+        "does not belong in the settings document",
+        'send it beside the document as "password": {"set": "..."}',
+    ),
+}
+"""``proxy.*`` keys a stored document may not hold, with the reason and the fix."""
+
+
+class NoSettings(Exception):
+    """Nothing has been saved yet, or the stored settings no longer load (see ``errors``)."""
+
+    def __init__(self, message: str, errors: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
+
+
+@dataclass(frozen=True)
+class Current:
+    """The current version and what it compiles to (``settings`` None when it does not)."""
+
+    version: Version | None
+    settings: Settings | None
+    errors: list[Problem]
+    warnings: list[Problem]
+    etag: str
+
+
+def etag_of(number: int) -> str:
+    """The ETag of a version number: ``"v3"``."""
+    return f'"v{number}"'
+
+
+@dataclass
+class ConsoleService:
+    """One console's operations over one store."""
+
+    store: Store
+    secure_cookies: bool = False
+    env: Mapping[str, str] | None = None
+    check_timeout: float = 10.0
+    check_verify: Any = True
+    limits: LoginLimits = field(default_factory=LoginLimits)
+    tokens: TokenCache = field(default_factory=TokenCache)
+    _cached: Current | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _poll: tuple[float, int] = field(default=(-1.0, 0), repr=False)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def etag(self) -> str:
+        """The current version's ETag, from one indexed query."""
+        return etag_of(self.store.current_number())
+
+    def poll_number(self) -> int:
+        """The current version's number for the poll path: asked of the store at most once per
+        :data:`POLL_SECONDS` (a save made here is seen at once, one made by another console
+        process within that time), so a thousand pollers cost a few queries a second."""
+        now = time.monotonic()
+        at, number = self._poll
+        if now - at < POLL_SECONDS:
+            return number
+        number = self.store.current_number()
+        self._poll = (now, number)
+        return number
+
+    def current(self) -> Current:
+        """The current version, compiled once per version (and password generation)."""
+        version = self.store.current()
+        cached = self._cached
+        if (
+            cached is not None
+            and cached.version is not None
+            and version is not None
+            and cached.version.number == version.number
+            and cached.version.password_generation == version.password_generation
+        ):
+            return cached
+        if version is None:
+            return Current(None, None, [], [], etag_of(0))
+        settings: Settings | None = None
+        errors: list[Problem] = []
+        warnings: list[Problem] = []
+        try:
+            settings = self._load(version.document, self.store.password(), version.number)
+            warnings = [*settings.warnings, *routing_notes(settings.router())]
+        except ConfigError as exc:
+            errors, warnings = list(exc.problems), list(exc.warnings)
+        current = Current(version, settings, errors, warnings, etag_of(version.number))
+        with self._lock:
+            self._cached = current
+        return current
+
+    def settings(self) -> Settings:
+        """The current settings; :class:`NoSettings` when there are none that load."""
+        current = self.current()
+        if current.settings is None:
+            if current.version is None:
+                raise NoSettings("no settings have been saved yet; save them first")
+            raise NoSettings(
+                f"the stored settings (version {current.version.number}) no longer load; "
+                "fix them on the Settings page",
+                current.errors,
+            )
+        return current.settings
+
+    def validation(self) -> tuple[list[Problem], list[Problem]]:
+        """The current version's (errors, warnings), as ``egress validate`` lists them."""
+        current = self.current()
+        return current.errors, current.warnings
+
+    def _load(self, document: Mapping[str, Any], password: Secret | None, number: int) -> Settings:
+        return load_settings_from_mapping(
+            dict(document),
+            source=f"console version {number}",
+            env=os.environ if self.env is None else self.env,
+            password=password,
+        )
+
+    # -- changing --------------------------------------------------------------------------------
+
+    def check_document(
+        self, document: object, password: Secret | Keep | None = KEEP
+    ) -> tuple[dict[str, Any], Settings]:
+        """``document`` validated as it would be saved; ConfigError with every problem if not."""
+        problems: list[Problem] = []
+        if not isinstance(document, dict):
+            raise ConfigError(
+                [Problem("", "the settings must be a JSON object", "send an egress.yaml as JSON")]
+            )
+        proxy = document.get("proxy")
+        if isinstance(proxy, dict):
+            for key, (message, hint) in REFUSED_KEYS.items():
+                if key in proxy:
+                    problems.append(Problem(f"proxy.{key}", message, hint))
+        if problems:
+            raise ConfigError(problems)
+        secret = self.store.password() if isinstance(password, Keep) else password
+        settings = self._load(document, secret, 0)
+        return copy.deepcopy(document), settings
+
+    def save(
+        self,
+        document: object,
+        *,
+        actor: str,
+        address: str,
+        expected: int | None,
+        password: Secret | Keep | None = KEEP,
+        action: str = "save",
+        note: str = "",
+    ) -> Version:
+        """Validate ``document`` whole, then store it as a new version (atomically with the
+        password change); ConfigError or StaleVersion store nothing. Audited."""
+        clean, _ = self.check_document(document, password)
+        try:
+            version = self.store.save(
+                clean, author=actor, action=action, note=note, expected=expected, password=password
+            )
+        finally:
+            self._poll = (-1.0, 0)
+        detail = f"version {version.number}"
+        if note:
+            detail += f": {note}"
+        if not isinstance(password, Keep):
+            detail += "; proxy password " + ("cleared" if password is None else "replaced")
+        self.store.audit(actor, f"settings.{action}", detail, address)
+        return version
+
+    def set_enabled(
+        self, enabled: bool, *, actor: str, address: str, expected: int | None
+    ) -> Version:
+        """The current document with ``proxy.enabled`` flipped, saved as a new version."""
+        current = self.store.current()
+        if current is None:
+            raise NoSettings("no settings have been saved yet; save them before the switch")
+        document = copy.deepcopy(current.document)
+        proxy = document.get("proxy")
+        if not isinstance(proxy, dict):
+            proxy = document["proxy"] = {}
+        proxy["enabled"] = enabled
+        state = "on" if enabled else "off"
+        return self.save(
+            document,
+            actor=actor,
+            address=address,
+            expected=current.number if expected is None else expected,
+            action=f"switch-{state}",
+            note=f"proxy switched {state}",
+        )
+
+    def rollback(self, number: int, *, actor: str, address: str, expected: int | None) -> Version:
+        """A new version whose document is version ``number``'s (the password stays as it is)."""
+        old = self.store.version(number)
+        if old is None:
+            raise KeyError(number)
+        return self.save(
+            old.document,
+            actor=actor,
+            address=address,
+            expected=expected,
+            action="rollback",
+            note=f"rolled back to version {number}",
+        )
+
+    # -- history ---------------------------------------------------------------------------------
+
+    def diff(self, number: int) -> list[DiffLine]:
+        """What version ``number`` changed against the one before it (KeyError if unknown)."""
+        version = self.store.version(number)
+        if version is None:
+            raise KeyError(number)
+        before = self.store.version(number - 1) if number > 1 else None
+        lines = diff_documents(before.document if before else {}, version.document)
+        line = password_line(
+            before.password_generation if before else 0, version.password_generation
+        )
+        if line is not None:
+            lines.append(line)
+        return lines
+
+    # -- routes and artifacts --------------------------------------------------------------------
+
+    def explain(self, url: str, warehouse: str | None = None) -> Decision:
+        """The router's decision for ``url`` (URLError/ValueError for one it cannot route)."""
+        return self.settings().router().decide(url, warehouse=warehouse)
+
+    def rules(self) -> list[Rule]:
+        return list(self.settings().router().rules())
+
+    def catalog_routes(self) -> list[tuple[Destination, Decision]]:
+        """Every catalog destination with the route its representative URL takes."""
+        router = self.settings().router()
+        return [
+            (d, router.decide(d.url, warehouse=d.warehouse)) for d in load_catalog().destinations
+        ]
+
+    def artifact(self, kind: str) -> Artifact:
+        """One rendered artifact for the current settings (KeyError for an unknown kind)."""
+        if kind not in KINDS:
+            raise KeyError(kind)
+        return renderer(kind)(self.settings(), RenderOptions())
+
+    # -- preflight -------------------------------------------------------------------------------
+
+    def check(
+        self, urls: Sequence[str] = (), *, actor: str, address: str
+    ) -> tuple[PreflightRecord, list[dict[str, object]]]:
+        """Run ``egress check`` on the current settings (plus ``urls``); the record is stored."""
+        from egress.check import failed, probes_for, run_checks
+        from egress.router import parse_target
+
+        for url in urls:
+            parse_target(url)  # URLError before anything runs
+        settings = self.settings()
+        current = self.current()
+        number = current.version.number if current.version is not None else 0
+        probes = probes_for(settings, None, list(urls))
+        results = run_checks(settings, probes, timeout=self.check_timeout, verify=self.check_verify)
+        bad, warned = failed(results)
+        verdict = "failed" if bad else "warnings" if warned else "ok" if results else "empty"
+        rows = [r.as_dict() for r in results]
+        record = self.store.save_preflight(actor, number, verdict, rows)
+        self.store.audit(actor, "preflight", f"version {number}: {verdict}", address)
+        return record, rows
+
+    # -- tokens ----------------------------------------------------------------------------------
+
+    def create_token(self, name: str, role: str, *, actor: str, address: str) -> tuple[Token, str]:
+        """A new API token: the stored row and the token text (shown once, never stored)."""
+        text = new_api_token()
+        token = self.store.create_token(printable(name), role, digest(text), actor)
+        self.store.audit(actor, "token.create", f"{token.name!r} ({role})", address)
+        return token, text
+
+    def revoke_token(self, token_id: int, *, actor: str, address: str) -> Token:
+        """Revoke a token (KeyError if unknown); this process forgets its cached lookups."""
+        token = next((t for t in self.store.tokens() if t.id == token_id), None)
+        if token is None:
+            raise KeyError(token_id)
+        self.store.revoke_token(token_id)
+        self.tokens.clear()
+        self.store.audit(actor, "token.revoke", f"{token.name!r} ({token.role})", address)
+        return token
