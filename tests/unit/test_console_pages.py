@@ -60,7 +60,7 @@ def login(client: TestClient, password: str = ADMIN_PASSWORD) -> Any:
     csrf = _csrf(page.text)
     return client.post(
         "/login",
-        data={"name": "admin", "password": password, "csrf": csrf, "next": "/"},
+        data={"username": "admin", "password": password, "csrf": csrf, "next": "/"},
         follow_redirects=False,
     )
 
@@ -158,7 +158,7 @@ def test_login_wrong_password_then_right(anonymous: TestClient) -> None:
 
 
 def test_login_without_its_form_token_is_refused(anonymous: TestClient) -> None:
-    r = anonymous.post("/login", data={"name": "admin", "password": ADMIN_PASSWORD})
+    r = anonymous.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD})
     assert r.status_code == 403
     assert auth.SESSION_COOKIE not in r.headers.get("set-cookie", "")
 
@@ -167,7 +167,7 @@ def test_next_never_leaves_the_console(anonymous: TestClient) -> None:
     page = anonymous.get("/login?next=//evil.example/x")
     r = anonymous.post(
         "/login",
-        data={"name": "admin", "password": ADMIN_PASSWORD, "csrf": _csrf(page.text),
+        data={"username": "admin", "password": ADMIN_PASSWORD, "csrf": _csrf(page.text),
               "next": "//evil.example/x"},
         follow_redirects=False,
     )  # fmt: skip

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
+import jinja2
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
@@ -30,8 +31,8 @@ from starlette.datastructures import FormData, UploadFile
 from egress.check import Probe, probes_for
 from egress.check_report import html_report
 from egress.console import auth
-from egress.console.service import NoSettings
 from egress.console.preflight import PreflightRun, PreflightRuns, sse
+from egress.console.service import NoSettings
 from egress.console.store import KEEP, Keep, StaleVersion
 from egress.errors import ConfigError, Problem, URLError
 from egress.redact import Secret, printable
@@ -51,7 +52,12 @@ if TYPE_CHECKING:
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+templates = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+        autoescape=True,  # every value a template shows is escaped, whatever the file name
+    )
+)
 
 User = Annotated[str, Depends(auth.current_user)]
 Csrf = Annotated[None, Depends(auth.require_csrf)]
@@ -276,7 +282,7 @@ def _login_form(request: Request, *, name: str, error: str, status: int) -> Resp
 @router.post("/login", response_class=HTMLResponse)
 async def login_submit(request: Request) -> Response:
     form = await request.form()
-    name = _form_text(form, "name", 200)
+    name = _form_text(form, "username", 200)
     password = _form_text(form, "password", 1000)
     sent, expected = _form_text(form, "csrf", 200), request.cookies.get(LOGIN_COOKIE, "")
     if not sent or not expected or not hmac.compare_digest(sent, expected):
