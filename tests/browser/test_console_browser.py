@@ -387,12 +387,12 @@ def test_roll_back(desktop: Page, console: Console) -> None:
     expect(newest).to_contain_text(f"Version {before + 1}")
     expect(newest).to_contain_text("rollback")
     expect(newest).to_contain_text("rolled back to version 1")
+    shot(desktop, "history")
     current = console.store.current()
     assert current is not None and current.document == first.document
     desktop.goto("/settings")
     expect(desktop.get_by_label("Excluded destinations")).to_have_value(".corp.example")
     expect(desktop.locator("#switch-state")).to_have_text("Proxy switch: off")
-    shot(desktop, "history")
 
 
 def test_preflight_without_javascript(browser: Browser, console: Console) -> None:
@@ -411,6 +411,9 @@ def test_preflight_without_javascript(browser: Browser, console: Console) -> Non
         row = page.locator("#results tbody tr")
         expect(row).to_have_count(1)
         expect(row.locator(".badge")).to_have_text("ok")
+        # the form offers the same check again
+        expect(page.get_by_label("URLs, one a line (optional)")).to_have_value(url)
+        expect(page.get_by_label("Only the URLs below")).to_be_checked()
     finally:
         context.close()
 

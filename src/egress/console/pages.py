@@ -35,7 +35,7 @@ from egress.console.preflight import PreflightRun, PreflightRuns, sse
 from egress.console.service import NoSettings
 from egress.console.store import KEEP, Keep, StaleVersion
 from egress.errors import ConfigError, Problem, URLError
-from egress.redact import Secret, printable
+from egress.redact import Secret, mask_url, printable
 from egress.render import KINDS
 from egress.settings.declaration import (
     FIELDS,
@@ -92,6 +92,8 @@ CA_UPLOAD_LIMIT: Final = 1024 * 1024
 MAX_URLS: Final = 20
 """The most URLs the preflight form takes."""
 MAX_URL_LENGTH: Final = 2048
+BY_HAND: Final = "named on the preflight page"
+"""The purpose of a probe typed on the preflight page."""
 HISTORY_PAGE: Final = 20
 AUDIT_PAGE: Final = 100
 REPORT_CSP: Final = (
@@ -734,6 +736,10 @@ def preflight_page(request: Request, user: User) -> Response:
     runs = preflight_runs(request)
     run_id = request.query_params.get("run", "")
     run = runs.get(run_id) if run_id else runs.latest()
+    if run is not None and run.probes and all(p.purpose == BY_HAND for p in run.probes):
+        # the run checked typed URLs only: offer the same again (masked, as everywhere)
+        urls = "\n".join(mask_url(p.url) for p in run.probes)
+        return _preflight_page(request, user, run=run, urls=urls, scope="urls")
     return _preflight_page(request, user, run=run)
 
 
@@ -775,7 +781,7 @@ async def preflight_start(request: Request, user: User, _: Csrf) -> Response:
         return refuse("The stored settings are not valid, so nothing can be checked.", 409)
     settings = current.settings
     probes = (
-        [Probe(u, True, "named on the preflight page", "--url") for u in urls]
+        [Probe(u, True, BY_HAND, "--url") for u in urls]
         if scope == "urls"
         else probes_for(settings, None, urls)
     )
