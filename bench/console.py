@@ -201,9 +201,7 @@ def main() -> int:
     print(f"saturated throughput, ratio to the bare baseline: {c_rps / b_rps:.2f}x")
     ok = p_rps >= TARGET_RPS and p_p99 < TARGET_P99_MS and p_bad == 0
     verdict = "MET" if ok else "MISSED"
-    print(
-        f"target (at least {TARGET_RPS} polls/s served, p99 < {TARGET_P99_MS:g} ms): {verdict}"
-    )
+    print(f"target (at least {TARGET_RPS} polls/s served, p99 < {TARGET_P99_MS:g} ms): {verdict}")
     return 0
 
 
