@@ -176,6 +176,8 @@ def _install_handlers(app: FastAPI) -> None:
         if exc.status_code == 304:
             return Response(status_code=304, headers=exc.headers)
         detail = exc.detail if isinstance(exc.detail, str | dict | list) else str(exc.detail)
+        if _wants_page(request) and isinstance(detail, str):
+            return error_page(request, exc.status_code, detail)
         return JSONResponse({"detail": detail}, exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -224,7 +226,24 @@ def _install_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         # the type only: an exception's text may carry what the request sent
         log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; the console's log has the details"}, 500)
+        message = "internal error; the console's log has the details"
+        if _wants_page(request):
+            return error_page(request, 500, message)
+        return JSONResponse({"detail": message}, 500)
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    from egress.console.pages import error_page as page
+
+    return page(request, status, message)
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a page (not the API, not a script): errors come back as HTML."""
+    path = request.url.path
+    if path.startswith(("/api/", "/docs", "/openapi", "/healthz", "/metrics", "/static/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
 
 
 def _hint(error: Mapping[str, Any]) -> str:
