@@ -537,3 +537,14 @@ def test_the_overview_counts_destinations_in_scope(client: TestClient) -> None:
     found = re.search(r"<strong>(\d+) of (\d+)</strong> destinations in scope", page)
     assert found, "the switch says what it changes"
     assert int(found.group(2)) == total
+
+
+def test_credentials_in_the_proxy_url_are_refused_with_the_console_s_hint(
+    client: TestClient,
+) -> None:
+    data = _settings_form(client, **{"proxy.url": "http://bob:Sup3rSecret@proxy.corp:3128"})
+    sent = client.post("/settings", data=data)
+    assert sent.status_code == 422
+    assert "Sup3rSecret" not in sent.text
+    assert "the proxy password (stored apart)" in sent.text
+    assert "password_file" not in sent.text

@@ -41,6 +41,7 @@ from egress.settings.declaration import (
     FIELDS,
     Field,
     document_from_form,
+    field,
     field_of_problem,
     form_value,
 )
@@ -491,7 +492,10 @@ def _settings_page(
         user=user,
         status=status,
         notice=notice,
-        groups=_groups(texts, by_field),
+        # what was typed is kept, but a password written into a URL is never sent back
+        groups=_groups(
+            {k: v if field(k).kind == "pem" else mask_url(v) for k, v in texts.items()}, by_field
+        ),
         expected=expected,
         has_errors=bool(problems),
         error_count=len(problems),

@@ -383,4 +383,7 @@ def _console_problem(problem: Problem) -> Problem:
             "is missing while a proxy user name is set",
             "type the proxy password, or clear the user name",
         )
+    if "proxy.password_file" in problem.hint:  # e.g. credentials written into proxy.url
+        hint = problem.hint.replace("proxy.password_file", "the proxy password (stored apart)")
+        return Problem(problem.field, problem.message, hint)
     return problem
