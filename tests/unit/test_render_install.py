@@ -590,3 +590,32 @@ def test_dockerfile_installs_the_extras_make_installs() -> None:
     assert 'CMD ["console", "--host", "0.0.0.0"]' in lines
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        pytest.param({"deployment": {"kind": "single-vm"}, "proxy": {"url": "http://10.0.5.10:3128"}},
+                     "deployment.kind is single-vm", id="single-vm"),
+        pytest.param({}, "no proxy is configured", id="no-proxy"),
+    ],
+)  # fmt: skip
+def test_settings_that_do_not_fit_a_cluster_are_a_warning(raw: dict[str, Any], says: str) -> None:
+    art = render(make(raw), InstallOptions())
+    assert any(says in w for w in art.warnings)
+    for obj in docs(art.text):
+        kubernetes_validate.validate(obj, K8S_VERSIONS[-1], strict=True)
+
+
+def test_helm_values_render_an_install(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = tmp_path / "customizations.yaml"
+    values.write_text(
+        "externalProxy:\n  enabled: true\n  host: 10.0.5.10\n  port: 3128\n  type: http\n"
+        "  excludedDomains: ['localhost,.svc.cluster.local']\n"
+    )
+    code, out, err = run(capsys, "render", "install", "--helm-values", str(values))
+    assert code == 0, err
+    (cm,) = [o for o in docs(out) if o["metadata"]["name"] == "egress-settings"]
+    document = yaml.safe_load(cm["data"]["egress.yaml"])
+    assert document["proxy"]["url"] == "http://10.0.5.10:3128"
+    assert ".svc.cluster.local" in document["excluded_domains"]

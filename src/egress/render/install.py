@@ -650,9 +650,10 @@ class _Install:
             None,
             f"The webhook's TLS Secret {WEBHOOK_TLS_SECRET} (type kubernetes.io/tls, keys "
             f"tls.crt and tls.key) for the name {WEBHOOK}.{self.ns}.svc, made by the operator:",
-            f"- with cert-manager: a Certificate with secretName {WEBHOOK_TLS_SECRET} and "
-            f"dnsNames [{WEBHOOK}.{self.ns}.svc]; the annotation cert-manager.io/inject-ca-from "
-            f"on {WEBHOOK_CONFIGURATION} has cert-manager's cainjector fill its caBundle;",
+            f"- with cert-manager: a Certificate named {WEBHOOK_TLS_SECRET} with that "
+            f"secretName and dnsNames [{WEBHOOK}.{self.ns}.svc]; the annotation "
+            f"cert-manager.io/inject-ca-from on {WEBHOOK_CONFIGURATION} has cert-manager's "
+            "cainjector fill its caBundle;",
             "- or with openssl (README, 'Install on Kubernetes'): make a CA and a certificate, "
             f"kubectl -n {self.ns} create secret tls {WEBHOOK_TLS_SECRET} --cert=tls.crt "
             "--key=tls.key, and render again with --webhook-ca-file ca.crt for the caBundle.",
@@ -710,6 +711,15 @@ class _Install:
             "The admission webhook: two replicas on different nodes, so a drain or a crash does "
             "not leave pods without their proxy settings (or, with failurePolicy Fail, "
             "without a start).",
+            *(
+                (
+                    f"It mounts {PROXY_SECRET} only because {SETTINGS_KEY} names the password "
+                    "file; it never writes the password into a pod (pods get it through "
+                    "secretKeyRef).",
+                )
+                if self.settings.proxy.username
+                else ()
+            ),
         )
         self.add(_pdb(WEBHOOK, self.ns, "webhook"), "Keep one webhook up during node drains.")
         self.add(
@@ -755,7 +765,7 @@ class _Install:
             }
             ca_note = (
                 "caBundle: placeholder, not set. cert-manager's cainjector fills it from the "
-                f"Certificate {self.ns}/{WEBHOOK_TLS_SECRET} (the annotation above); without "
+                f"Certificate {self.ns}/{WEBHOOK_TLS_SECRET} (the annotation in metadata); without "
                 "cert-manager render again with --webhook-ca-file ca.crt. Until it is set the API "
                 "server cannot trust the webhook. (Argo CD: ignoreDifferences on caBundle when "
                 "cainjector fills it.)"
@@ -873,7 +883,8 @@ class _Install:
             },
             f"The console: reached from pods of {self.ns} on {CONSOLE_PORT}. To publish it "
             "through an ingress controller, add its namespace to ingress[0].from, e.g. "
-            "{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}.",
+            "{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}; "
+            "likewise the namespaces of components that poll it (ConsoleSource).",
             "It reaches only DNS, the proxy and its store: " + " ".join(notes),
             "Its preflight (Checks page) of destinations that go direct is denied here; run "
             "`egress check` from a platform pod for those.",
@@ -904,6 +915,17 @@ class _Install:
         self.network_policies()
         for namespace in o.inject_namespaces:
             self.shared(namespace, own=False)
+        if self.settings.deployment.kind != "kubernetes":
+            self.warnings.append(
+                f"deployment.kind is {self.settings.deployment.kind}: in the cluster the "
+                "automatic exclusions of cluster names and the Kubernetes API are off, so "
+                "in-cluster traffic goes to the proxy; set deployment.kind: kubernetes"
+            )
+        if not self.settings.proxy.configured:
+            self.warnings.append(
+                "no proxy is configured, so the webhook has no proxy to inject and every pod goes "
+                "direct"
+            )
         if o.failure_policy == "Fail":
             self.warnings.append(
                 "failurePolicy Fail: pods in labelled namespaces do not start while the webhook "
