@@ -621,10 +621,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     co.add_argument(
         "--db",
-        default="sqlite:///var/egress.db",
+        default=os.environ.get("EGRESS_CONSOLE_DB") or "sqlite:///var/egress.db",
         metavar="URL",
-        help="the store: sqlite:///path, a file path, or postgresql://user@host/db "
-        "(default sqlite:///var/egress.db, under the working directory)",
+        help="the store: sqlite:///path, a file path, or postgresql://user@host/db (default "
+        "$EGRESS_CONSOLE_DB, which keeps a database password out of the process list, else "
+        "sqlite:///var/egress.db under the working directory)",
     )
     co.add_argument(
         "--host", default="127.0.0.1", metavar="H", help="address to listen on (default 127.0.0.1)"
@@ -1086,6 +1087,7 @@ def cmd_console(args: argparse.Namespace, con: _Console) -> int:
 
     options = ServeOptions(db=args.db, host=args.host, port=args.port, import_file=args.import_file)
     con.keep_secret(os.environ.get("EGRESS_ADMIN_PASSWORD"))
+    con.keep_url_secrets([args.db])
 
     def say(line: str) -> None:
         con.out(line)

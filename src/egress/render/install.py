@@ -509,6 +509,7 @@ class _Install:
                 "valueFrom": {"secretKeyRef": {"name": CONSOLE_SECRET, "key": CONSOLE_SECRET_KEY}},
             }
         ]
+        db: str | None = None
         if o.store == "sqlite":
             db = f"sqlite:///{DATA_MOUNT}/egress.db"
             volumes.insert(
@@ -529,7 +530,7 @@ class _Install:
                 "provides it; add spec.storageClassName to choose another.",
             )
         else:
-            db = "$(EGRESS_CONSOLE_DB)"  # Kubernetes expands it from the variable below
+            # the console reads EGRESS_CONSOLE_DB itself: the URL and its password stay out of argv
             env.append(
                 {
                     "name": "EGRESS_CONSOLE_DB",
@@ -559,8 +560,7 @@ class _Install:
             "0.0.0.0",
             "--port",
             str(CONSOLE_PORT),
-            "--db",
-            db,
+            *(["--db", db] if db is not None else []),
             "--import",
             SETTINGS_FILE,
         ]
