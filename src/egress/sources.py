@@ -568,10 +568,13 @@ class ConsoleSource(_Polling):
             return self.interval
         self._failures = 0
         if fetched is None:
-            if self._password_state is not None and self._document is not None:
-                if self._password_fingerprint() != self._password_state:
-                    self._try_load(self._etag or "", self._document)
-                    return self.interval
+            if (
+                self._password_state is not None
+                and self._document is not None
+                and self._password_fingerprint() != self._password_state
+            ):
+                self._try_load(self._etag or "", self._document)
+                return self.interval
             self._recovered()
             return self.interval
         etag, document = fetched
@@ -588,8 +591,8 @@ class ConsoleSource(_Polling):
 
     def _backoff(self) -> float:
         """Exponential from the interval to ``max_backoff``, with jitter (half to full)."""
-        ceiling = min(self._max_backoff, self.interval * 2 ** min(self._failures, 16))
-        return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+        ceiling = min(self._max_backoff, self.interval * float(2 ** min(self._failures, 16)))
+        return ceiling * random.uniform(0.5, 1.0)  # jitter, not a secret
 
 
 class _Down(Exception):
