@@ -527,12 +527,28 @@ class ConsoleSource(_Polling):
     def _load(self, etag: str, document: dict[str, Any]) -> None:
         """Validate ``document`` with the password; publish it, or raise ConfigError."""
         fingerprint = self._password_fingerprint()
-        settings = load_settings_from_mapping(
-            dict(document),
-            source=f"console version {etag}",
-            env=self._env,
-            password=self._password(),
-        )
+        try:
+            settings = load_settings_from_mapping(
+                dict(document),
+                source=f"console version {etag}",
+                env=self._env,
+                password=self._password(),
+            )
+        except ConfigError as exc:
+            if self.password_file is None and any(
+                problem.field == "proxy.password_file" for problem in exc.problems
+            ):
+                raise ConfigError(
+                    [
+                        Problem(
+                            "password_file",
+                            "the console's settings name a proxy user, and the console never "
+                            "sends the proxy password",
+                            "mount the proxy password and pass password_file= to ConsoleSource",
+                        )
+                    ]
+                ) from None
+            raise
         self._password_state = fingerprint
         version = etag
         previous = getattr(self, "_snapshot", None)
@@ -567,6 +583,8 @@ class ConsoleSource(_Polling):
             self._reject(str(exc))
             return self.interval
         self._failures = 0
+        if fetched is not None and fetched == (self._etag, self._document):
+            fetched = None  # a server that ignores If-None-Match: the same version again
         if fetched is None:
             if (
                 self._password_state is not None
