@@ -39,7 +39,14 @@ from egress.settings import (
 )
 
 if TYPE_CHECKING:
-    from egress.sources import ConsoleSource, FileSource, SettingsSource, Snapshot, StaticSource
+    from egress.sources import (
+        ConsoleSource,
+        FileSource,
+        SettingsSource,
+        SettingsSourceError,
+        Snapshot,
+        StaticSource,
+    )
     from egress.transport.clients import AsyncClient, Client
     from egress.transport.requests_adapter import requests_session
 
@@ -50,7 +57,14 @@ _LAZY = {
     "AsyncClient": "egress.transport.clients",
     "requests_session": "egress.transport.requests_adapter",
     **dict.fromkeys(
-        ("ConsoleSource", "FileSource", "SettingsSource", "Snapshot", "StaticSource"),
+        (
+            "ConsoleSource",
+            "FileSource",
+            "SettingsSource",
+            "SettingsSourceError",
+            "Snapshot",
+            "StaticSource",
+        ),
         "egress.sources",
     ),
 }
@@ -91,6 +105,7 @@ __all__ = [
     "Rule",
     "Settings",
     "SettingsSource",
+    "SettingsSourceError",
     "Snapshot",
     "StaticSource",
     "Target",

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, Self, runtime_checkable
 
 from egress.errors import ConfigError, EgressError, Problem
 from egress.redact import Secret, mask_url, shown
@@ -139,7 +139,7 @@ class _Source:
     def close(self) -> None:
         """Nothing to stop for static settings."""
 
-    def __enter__(self) -> _Source:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -299,44 +299,61 @@ class FileSource(_Polling):
         return f"<FileSource {shown(self.path)} every {self.interval:g}s>"
 
     def _read(self) -> _FileState:
-        """The file's content and identity; ConfigError when it cannot be read whole."""
-        p = Problems()
+        """The file's content and identity; ConfigError when it cannot be read whole.
+
+        A kubelet swap removes the old directory right after the rename, so a chain resolved
+        just before it can vanish: each failure is retried with the chain resolved afresh.
+        """
+        error: ConfigError | None = None
         for _ in range(3):
-            target = os.path.realpath(self.path)
             try:
-                before = os.stat(target)
-            except OSError as exc:
-                reason = exc.strerror or "cannot be read"
-                fix = "mount or write the settings file there"
-                raise ConfigError(
-                    [_problem(f"{shown(self.path)} cannot be read ({reason})", fix)]
-                ) from None
-            data = read_regular_file(
-                target, "config", CONFIG_LIMIT, p, fix="point it at the YAML settings file"
-            )
-            if data is None:
-                raise ConfigError(p.errors)
-            try:
-                after = os.stat(target)
-            except OSError:
+                state = self._read_once()
+            except ConfigError as exc:
+                error = exc
                 continue
-            same = (before.st_ino, before.st_mtime_ns, before.st_size) == (
-                after.st_ino,
-                after.st_mtime_ns,
-                after.st_size,
+            if state is not None:
+                return state
+            error = ConfigError(
+                [_problem(f"{shown(self.path)} kept changing while it was read", "none needed")]
             )
-            if same and len(data) == after.st_size:
-                return _FileState(
-                    target,
-                    after.st_dev,
-                    after.st_ino,
-                    after.st_mtime_ns,
-                    after.st_size,
-                    hashlib.sha256(data).hexdigest(),
-                    data,
-                )
-        raise ConfigError(
-            [_problem(f"{shown(self.path)} kept changing while it was read", "retried next poll")]
+        assert error is not None
+        raise error
+
+    def _read_once(self) -> _FileState | None:
+        """One read; None when the file changed while it was read."""
+        target = os.path.realpath(self.path)
+        try:
+            before = os.stat(target)
+        except OSError as exc:
+            reason = exc.strerror or "cannot be read"
+            fix = "mount or write the settings file there"
+            raise ConfigError(
+                [_problem(f"{shown(self.path)} cannot be read ({reason})", fix)]
+            ) from None
+        p = Problems()
+        data = read_regular_file(
+            target, "config", CONFIG_LIMIT, p, fix="point it at the YAML settings file"
+        )
+        if data is None:
+            raise ConfigError(p.errors)
+        try:
+            after = os.stat(target)
+        except OSError:
+            return None
+        if (before.st_ino, before.st_mtime_ns, before.st_size) != (
+            after.st_ino,
+            after.st_mtime_ns,
+            after.st_size,
+        ) or len(data) != after.st_size:
+            return None
+        return _FileState(
+            target,
+            after.st_dev,
+            after.st_ino,
+            after.st_mtime_ns,
+            after.st_size,
+            hashlib.sha256(data).hexdigest(),
+            data,
         )
 
     def _parse(self, state: _FileState) -> Settings:
