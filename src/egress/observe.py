@@ -156,7 +156,7 @@ def hop_failure(
         sink.on_failure(kind, d)
 
 
-def kind_of(error: BaseException, classes: Mapping[str, type[BaseException]]) -> str:
+def kind_of(error: BaseException, classes: Mapping[Any, type[BaseException]]) -> str:
     """The failure kind of an error raised from ``classes`` (a client's error-class map, e.g.
     ``HTTPX_ERRORS``), by its exact class; ``origin`` for any other error."""
     for kind, cls in classes.items():
@@ -168,7 +168,7 @@ def kind_of(error: BaseException, classes: Mapping[str, type[BaseException]]) ->
 def failed(
     d: Decision,
     error: BaseException,
-    classes: Mapping[str, type[BaseException]],
+    classes: Mapping[Any, type[BaseException]],
     *,
     log: bool = True,
 ) -> None:

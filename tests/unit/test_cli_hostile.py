@@ -886,6 +886,7 @@ def test_the_library_runs_without_the_metrics_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
-    lazy = "import sys, egress.transport.clients, egress.observe; print('prometheus_client' in sys.modules)"
+    lazy = "import sys, egress.transport.clients, egress.observe\n"
+    lazy += "print('prometheus_client' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
