@@ -161,7 +161,7 @@ def kind_of(error: BaseException, classes: Mapping[Any, type[BaseException]]) ->
     ``HTTPX_ERRORS``), by its exact class; ``origin`` for any other error."""
     for kind, cls in classes.items():
         if type(error) is cls:
-            return kind
+            return str(kind)
     return "origin"
 
 

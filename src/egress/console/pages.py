@@ -68,6 +68,7 @@ NAV: Final = (
     ("/routes", "routes", "Routes"),
     ("/preflight", "preflight", "Preflight"),
     ("/artifacts", "artifacts", "Artifacts"),
+    ("/traffic", "traffic", "Traffic"),
     ("/history", "history", "History"),
     ("/audit", "audit", "Audit"),
     ("/tokens", "tokens", "Tokens"),
