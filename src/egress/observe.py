@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 LOG: Final = logging.getLogger("egress.decision")
+LOG.addHandler(logging.NullHandler())  # a library's records: shown only where the app says so
+# (without it, Python's last-resort handler would print the WARNINGs of `egress check` to stderr)
 _DEBUG: Final = logging.DEBUG
 
 FAILURE_NAMES: Final[Mapping[str, str]] = {
