@@ -264,7 +264,7 @@ def create_app(
     check_verify: Any = True,
 ) -> FastAPI:
     """The console app over ``store`` (a :class:`Store` or a database URL / path)."""
-    from egress.console import api, pages
+    from egress.console import api, pages, traffic
 
     the_store = Store(store) if isinstance(store, str) else store
     app = FastAPI(
@@ -298,6 +298,7 @@ def create_app(
     app.add_middleware(api.PollFastPath)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(LimitBody, limit=MAX_BODY)
+    traffic.install(app)  # the traffic API and page, /metrics (outermost: counts every answer)
     return app
 
 

@@ -69,6 +69,7 @@ NAV: Final = (
     ("/routes", "routes", "Routes"),
     ("/preflight", "preflight", "Preflight"),
     ("/artifacts", "artifacts", "Artifacts"),
+    ("/traffic", "traffic", "Traffic"),
     ("/history", "history", "History"),
     ("/audit", "audit", "Audit"),
     ("/tokens", "tokens", "Tokens"),

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio.to_thread
 import httpx
 
+from egress import observe
 from egress.errors import (
     ProxyAuthRequired,
     ProxyDenied,
@@ -356,10 +357,15 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
         url = request.url
         route = self._routes.get((url.scheme, url.raw_host, url.port)) or self._route(url)
         plan, pool, proxied = route
+        observe.decision(plan.decision)
         if not proxied:
             if plan.connect_ip is not None:
                 request = self._pinned(request, plan)
-            response = pool.handle_request(request)
+            try:
+                response = pool.handle_request(request)
+            except httpx.TransportError as exc:
+                observe.hop_failure("origin", plan.decision, exc)
+                raise
             response.extensions[DECISION_EXTENSION] = plan.decision
             return response
         started = HOPS_STARTED[0]
@@ -370,6 +376,7 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
             if error is None:
                 probe = self._probe_interception(exc, request, plan, started)
                 error = probe() if probe is not None else None
+            observe.failed(plan.decision, error or exc, HTTPX_ERRORS)
             if error is not None:
                 raise error from exc
             raise
@@ -380,7 +387,9 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
                     response.read()  # so the connection to the proxy goes back to the pool
                 finally:
                     response.close()
-                raise refusal.error(HTTPX_ERRORS, self._planner.secrets)
+                error = refusal.error(HTTPX_ERRORS, self._planner.secrets)
+                observe.hop_failure(refusal.kind, plan.decision, error)
+                raise error
         response.extensions[DECISION_EXTENSION] = plan.decision
         return response
 
@@ -407,10 +416,15 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
         url = request.url
         route = self._routes.get((url.scheme, url.raw_host, url.port)) or self._route(url)
         plan, pool, proxied = route
+        observe.decision(plan.decision)
         if not proxied:
             if plan.connect_ip is not None:
                 request = self._pinned(request, plan)
-            response = await pool.handle_async_request(request)
+            try:
+                response = await pool.handle_async_request(request)
+            except httpx.TransportError as exc:
+                observe.hop_failure("origin", plan.decision, exc)
+                raise
             response.extensions[DECISION_EXTENSION] = plan.decision
             return response
         started = HOPS_STARTED[0]
@@ -421,6 +435,7 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
             if error is None:
                 probe = self._probe_interception(exc, request, plan, started)
                 error = await anyio.to_thread.run_sync(probe) if probe is not None else None
+            observe.failed(plan.decision, error or exc, HTTPX_ERRORS)
             if error is not None:
                 raise error from exc
             raise
@@ -431,7 +446,9 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
                     await response.aread()
                 finally:
                     await response.aclose()
-                raise refusal.error(HTTPX_ERRORS, self._planner.secrets)
+                error = refusal.error(HTTPX_ERRORS, self._planner.secrets)
+                observe.hop_failure(refusal.kind, plan.decision, error)
+                raise error
         response.extensions[DECISION_EXTENSION] = plan.decision
         return response
 

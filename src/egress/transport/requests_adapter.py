@@ -49,6 +49,7 @@ from requests.models import PreparedRequest
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 
+from egress import observe
 from egress.errors import (
     ProxyAuthRequired,
     ProxyDenied,
@@ -271,6 +272,7 @@ class EgressAdapter(HTTPAdapter):
         and the adapter's trust decide. Without ``timeout`` the adapter's applies.
         """
         plan = self._planner.plan(request.url or "")
+        observe.decision(plan.decision)
         if timeout is None:
             timeout = self.timeout
         outgoing = request
@@ -288,6 +290,7 @@ class EgressAdapter(HTTPAdapter):
             )
         except requests.RequestException as exc:
             if plan.pool.proxy is None:
+                observe.hop_failure("origin", plan.decision, exc)
                 raise
             scrub_chain(exc, self._planner.secrets)
             failure = self._failure(exc, plan, request.method or "GET", read_timeout)
@@ -303,9 +306,11 @@ class EgressAdapter(HTTPAdapter):
                 )
             if failure is not None:
                 error = failure.error(REQUESTS_ERRORS, self._planner.secrets)
+                observe.hop_failure(failure.kind, plan.decision, error)
                 if isinstance(error, requests.RequestException):
                     error.request = request
                 raise error from exc
+            observe.hop_failure("origin", plan.decision, exc)
             raise
         finally:
             _CONNECT_DEADLINE.reset(token)
@@ -330,6 +335,7 @@ class EgressAdapter(HTTPAdapter):
         if refusal is not None:
             response.close()
             error = refusal.error(REQUESTS_ERRORS, self._planner.secrets)
+            observe.hop_failure(refusal.kind, plan.decision, error)
             if isinstance(error, requests.RequestException):
                 error.request = request
                 error.response = response
