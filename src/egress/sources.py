@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, Self, runtime_checkable
 
+from egress import observe
 from egress.errors import ConfigError, EgressError, Problem
 from egress.redact import Secret, mask_url, shown
 from egress.settings import CONFIG_LIMIT, Settings, load_settings_from_mapping
@@ -108,17 +109,6 @@ class SettingsSource(Protocol):
         ...
 
 
-def _observe(call: str, *args: str) -> None:
-    """Tell ``egress.observe`` (when present) about a reload or a refused change."""
-    try:
-        from egress import observe  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return
-    fn = getattr(observe, call, None)
-    if fn is not None:
-        fn(*args)
-
-
 class _Source:
     """What every source shares: the current snapshot, subscribers, problems logged once."""
 
@@ -160,7 +150,7 @@ class _Source:
             log.info("%s: settings are valid again (version %s)", self._describe(), version)
         self._problem = None
         log.info("%s: loaded settings version %s", self._describe(), version)
-        _observe("settings_loaded", self.kind, version)
+        observe.settings_loaded(self.kind, version)
         for fn in list(self._subscribers):
             try:
                 fn(snapshot)
@@ -180,7 +170,7 @@ class _Source:
             kept.version if kept is not None else "none",
             reason,
         )
-        _observe("settings_rejected", self.kind, reason)
+        observe.settings_rejected(self.kind, reason)
 
     def _recovered(self) -> None:
         """The source is readable again with the settings already in use."""
