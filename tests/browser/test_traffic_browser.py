@@ -8,11 +8,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
+from tests.support.browser import ARTIFACTS
 
 from egress import observe
 from egress.console import auth
@@ -23,10 +23,7 @@ from egress.settings import Settings
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "traffic-browser-admin-password"
-ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -80,41 +77,36 @@ def report_from_three_components(url: str, token: str) -> None:
         time.sleep(0.05)  # distinct last-seen times: "reports" is the newest
 
 
-def test_traffic_page_shows_components_and_highlights(console_url: str) -> None:
-    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: run scripts/install-system-deps.sh"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            page = browser.new_page(base_url=console_url, viewport={"width": 1280, "height": 900})
-            sign_in(page, console_url)
-            page.get_by_role("navigation", name="Main").get_by_role("link", name="Traffic").click()
-            expect(page.locator("h1")).to_have_text("Traffic")
-            headings = page.locator("section.component h2").all_inner_texts()
-            assert headings == ["reports", "ingest", "billing"]  # newest first
-            candidates = page.locator("#candidates")
-            expect(candidates).to_contain_text("unknown-saas.example:443")
-            expect(candidates).to_contain_text("blocked.example:443")
-            expect(candidates).not_to_contain_text("api.tomtom.com")  # in the catalog
-            expect(candidates).not_to_contain_text("git.corp")  # direct
-            expect(page.locator("#denied")).to_contain_text("blocked.example:443")
-            row = page.locator("table[data-component='reports'] tr[data-host='blocked.example']")
-            expect(row).to_have_class("fail")
-            expect(row).to_contain_text("proxy-denied")
-            ingest = page.locator("table[data-component='ingest']")
-            expect(ingest.locator("tr[data-host='unknown-saas.example']")).to_contain_text(
-                "allowlist candidate"
-            )
-            expect(ingest.locator("tr[data-host='api.tomtom.com']")).to_contain_text("in catalog")
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "console-traffic-1280.png"), full_page=True)
-            page.get_by_label("Component", exact=True).select_option("billing")
-            page.get_by_label("Host, rule or failure contains").fill("corp")
-            page.get_by_role("button", name="Filter").click()
-            assert page.locator("section.component h2").all_inner_texts() == ["billing"]
-            expect(page.locator("table.traffic tbody tr")).to_have_count(1)
-            expect(page.locator("table.traffic")).to_contain_text("git.corp:443")
-        finally:
-            browser.close()
+def test_traffic_page_shows_components_and_highlights(console_url: str, browser: Browser) -> None:
+    """Debian's Chromium from tests/browser/conftest.py."""
+    page = browser.new_page(base_url=console_url, viewport={"width": 1280, "height": 900})
+    sign_in(page, console_url)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Traffic").click()
+    expect(page.locator("h1")).to_have_text("Traffic")
+    headings = page.locator("section.component h2").all_inner_texts()
+    assert headings == ["reports", "ingest", "billing"]  # newest first
+    candidates = page.locator("#candidates")
+    expect(candidates).to_contain_text("unknown-saas.example:443")
+    expect(candidates).to_contain_text("blocked.example:443")
+    expect(candidates).not_to_contain_text("api.tomtom.com")  # in the catalog
+    expect(candidates).not_to_contain_text("git.corp")  # direct
+    expect(page.locator("#denied")).to_contain_text("blocked.example:443")
+    row = page.locator("table[data-component='reports'] tr[data-host='blocked.example']")
+    expect(row).to_have_class("fail")
+    expect(row).to_contain_text("proxy-denied")
+    ingest = page.locator("table[data-component='ingest']")
+    expect(ingest.locator("tr[data-host='unknown-saas.example']")).to_contain_text(
+        "allowlist candidate"
+    )
+    expect(ingest.locator("tr[data-host='api.tomtom.com']")).to_contain_text("in catalog")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "console-traffic-1280.png"), full_page=True)
+    page.get_by_label("Component", exact=True).select_option("billing")
+    page.get_by_label("Host, rule or failure contains").fill("corp")
+    page.get_by_role("button", name="Filter").click()
+    assert page.locator("section.component h2").all_inner_texts() == ["billing"]
+    expect(page.locator("table.traffic tbody tr")).to_have_count(1)
+    expect(page.locator("table.traffic")).to_contain_text("git.corp:443")
 
 
 def sign_in(page: Page, url: str) -> None:
