@@ -10,6 +10,10 @@ answer to the start of the first request whose decision (read from the response)
 route. Target: p99 under 2 s. The baseline is the poll interval: a change waits for the next
 poll, so the mean should be about interval/2 plus one poll's round trip.
 
+Then the second question of live settings' issue, the cost of observability on the data path,
+is answered by ``bench/observability.py`` (decision logging and metrics on vs off over 2,000
+requests through Squid), run from here with its defaults; run it alone for ``--what``.
+
 Run: ``.venv/bin/python bench/live.py`` (Squid from scripts/install-system-deps.sh).
 """
 
@@ -258,5 +262,20 @@ def main() -> int:
     return 0 if p99 < TARGET_P99 else 1
 
 
+def observability_cost() -> int:
+    """``bench/observability.py`` with its defaults, in this process."""
+    import runpy
+
+    print("\n== the cost of observability on the data path (bench/observability.py)")
+    argv, sys.argv = sys.argv, [str(Path(__file__).with_name("observability.py"))]
+    try:
+        module = runpy.run_path(sys.argv[0])
+        return int(module["main"]())
+    finally:
+        sys.argv = argv
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    live = main()
+    cost = observability_cost()
+    sys.exit(live or cost)
