@@ -10,6 +10,7 @@ import ssl
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, generate_latest
@@ -70,6 +71,31 @@ def one(
 
 def decision_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "egress.decision"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_decision_log() -> None:
+    """Each test sees its destinations' first decisions logged (the log is per distinct one)."""
+    observe.forget_logged_decisions()
+
+
+def test_a_destination_is_logged_again_only_when_its_decision_changes(
+    squid: SquidProxy, origin: FakeOrigin, certs: CertBundle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="egress.decision")
+    proxied = settings_for(squid)
+    with egress.Client(proxied, verify=certs.origin_ca) as client:
+        for i in range(5):
+            assert client.get(origin.url(names.API_SAAS, f"/{i}")).status_code == 200
+    assert [r.route for r in decision_records(caplog)] == ["proxy"]  # type: ignore[attr-defined]
+    with egress.Client(proxied.with_enabled(False), verify=certs.origin_ca) as client:
+        for i in range(3):
+            # direct, the fake name meets the test guard: the decision is logged before that
+            with pytest.raises(httpx.ConnectError, match="test guard"):
+                client.get(origin.url(names.API_SAAS, f"/{i}"))
+    debug = [r for r in decision_records(caplog) if r.levelno == logging.DEBUG]
+    routes = [(r.route, r.rule) for r in debug]  # type: ignore[attr-defined]
+    assert routes == [("proxy", "default"), ("direct", "proxy-disabled")]
 
 
 def test_one_debug_record_per_decision_proxy_and_direct(
