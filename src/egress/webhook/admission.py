@@ -14,9 +14,12 @@ before the proxy URLs that use it; Kubernetes expands ``$(VAR)`` only from earli
   GRPC_PROXY, NO_PROXY in both cases, NODE_USE_ENV_PROXY, and with a CA configured
   NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, REQUESTS_CA_BUNDLE), spelled exactly as it spells them;
 - ``EGRESS_SETTINGS_FILE``, and the mounts: ConfigMap ``egress-settings`` at
-  ``/etc/egress/settings``, ConfigMap ``egress-ca`` at ``/etc/egress/ca`` (a whole directory, so
-  kubelet updates the files; ``ca.crt`` is the CA alone for Node, ``ca-bundle.crt`` the system
-  roots plus the CA for OpenSSL and requests, which *replace* their roots with it).
+  ``/etc/egress/settings``, ConfigMap ``egress-ca`` at ``/etc/egress/ca`` (no subPath, so
+  kubelet updates the files): key ``ca.crt`` (the CA alone, for Node's NODE_EXTRA_CA_CERTS) as
+  ``custom-ca.pem`` and key ``ca-bundle.crt`` (the system roots plus the CA, for SSL_CERT_FILE
+  and REQUESTS_CA_BUNDLE, which *replace* the roots) as ``ca-bundle.pem``; and with
+  a username Secret ``egress-proxy`` at ``/etc/egress/proxy`` (``password_file`` of
+  ``egress.yaml`` for egress-aware components).
 
 Rules (README, "Admission webhook"): every container and init container, each checked on its own,
 so a sidecar added by a later webhook is injected on reinvocation while a pod admitted twice gets
@@ -46,13 +49,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
 
 from egress.redact import printable, shown
-from egress.render.env import environment, proxy_url_with
+from egress.render.env import CA_BUNDLE_PATH, CUSTOM_CA_PATH, environment, proxy_url_with
 from egress.settings import Settings
 
 __all__ = [
@@ -65,6 +69,7 @@ __all__ = [
     "MAX_BODY",
     "NAMESPACE_LABEL",
     "OVERRIDE_ANNOTATION",
+    "PASSWORD_DIR",
     "PASSWORD_KEY",
     "PASSWORD_VARIABLE",
     "PROXY_SECRET",
@@ -95,12 +100,17 @@ INJECTED_ANNOTATION: Final = "egress.io/injected"
 PROXY_SECRET: Final = "egress-proxy"
 PASSWORD_KEY: Final = "password"
 PASSWORD_VARIABLE: Final = "EGRESS_PROXY_PASSWORD"
+PASSWORD_DIR: Final = "/etc/egress/proxy"
+"""Where Secret ``egress-proxy`` is mounted, so ``password_file: /etc/egress/proxy/password`` in
+``egress.yaml`` resolves in every injected pod (an egress-aware component reads the file)."""
 CA_CONFIGMAP: Final = "egress-ca"
 CA_KEY: Final = "ca.crt"
 """The proxy's CA alone (NODE_EXTRA_CA_CERTS adds it to Node's roots)."""
 CA_BUNDLE_KEY: Final = "ca-bundle.crt"
 """System roots plus the proxy's CA (SSL_CERT_FILE and REQUESTS_CA_BUNDLE replace the roots)."""
-CA_DIR: Final = "/etc/egress/ca"
+CA_DIR: Final = os.path.dirname(CUSTOM_CA_PATH)
+"""``/etc/egress/ca``: key ``ca.crt`` appears as ``custom-ca.pem``, ``ca-bundle.crt`` as
+``ca-bundle.pem``, the paths ``egress render env`` names."""
 SETTINGS_CONFIGMAP: Final = "egress-settings"
 SETTINGS_KEY: Final = "egress.yaml"
 SETTINGS_DIR: Final = "/etc/egress/settings"
@@ -139,6 +149,8 @@ class Plan:
     mounts: tuple[dict[str, Any], ...]
     warnings: tuple[str, ...] = ()
     """Said with every injection (e.g. a password Kubernetes cannot paste into a URL)."""
+    notes: tuple[str, ...] = ()
+    """Said once, when the settings are loaded (the server logs them)."""
 
 
 @dataclass(frozen=True)
@@ -159,16 +171,31 @@ def json_pointer(*parts: str | int) -> str:
 def plan(settings: Settings, version: str) -> Plan:
     """The env entries, volumes and mounts for ``settings``, asked of ``render env``."""
     proxy = settings.proxy
-    env_file = environment(
-        settings,
-        custom_ca_path=f"{CA_DIR}/{CA_KEY}",
-        ca_bundle_path=f"{CA_DIR}/{CA_BUNDLE_KEY}",
-    )
+    env_file = environment(settings)  # the CA paths are its CUSTOM_CA_PATH, CA_BUNDLE_PATH
     variables = [v for section in env_file.sections for v in section.variables]
     username = proxy.username if proxy.enabled and proxy.configured else None
     env: list[dict[str, Any]] = []
     warnings: list[str] = []
+    notes: list[str] = [*env_file.warnings]
+    volumes = [{"name": SETTINGS_CONFIGMAP, "configMap": {"name": SETTINGS_CONFIGMAP}}]
+    mounts = [{"name": SETTINGS_CONFIGMAP, "mountPath": SETTINGS_DIR, "readOnly": True}]
     if username:
+        volumes.append(
+            {
+                "name": PROXY_SECRET,
+                "secret": {
+                    "secretName": PROXY_SECRET,
+                    "items": [{"key": PASSWORD_KEY, "path": PASSWORD_KEY}],
+                },
+            }
+        )
+        mounts.append({"name": PROXY_SECRET, "mountPath": PASSWORD_DIR, "readOnly": True})
+        if proxy.password_file != f"{PASSWORD_DIR}/{PASSWORD_KEY}":
+            notes.append(
+                f"proxy.password_file is {shown(proxy.password_file)}, but injected pods find "
+                f"the password at {PASSWORD_DIR}/{PASSWORD_KEY}: set that path in "
+                f"{SETTINGS_CONFIGMAP} so egress-aware components can read it"
+            )
         env.append(
             {
                 "name": PASSWORD_VARIABLE,
@@ -188,13 +215,14 @@ def plan(settings: Settings, version: str) -> Plan:
         else:
             env.append({"name": var.name, "value": var.value})
     env.append({"name": SETTINGS_VARIABLE, "value": f"{SETTINGS_DIR}/{SETTINGS_KEY}"})
-
-    volumes = [{"name": SETTINGS_CONFIGMAP, "configMap": {"name": SETTINGS_CONFIGMAP}}]
-    mounts = [{"name": SETTINGS_CONFIGMAP, "mountPath": SETTINGS_DIR, "readOnly": True}]
     if any(v.name == "SSL_CERT_FILE" for v in variables):
-        volumes.append({"name": CA_CONFIGMAP, "configMap": {"name": CA_CONFIGMAP}})
+        items = [
+            {"key": CA_KEY, "path": os.path.basename(CUSTOM_CA_PATH)},
+            {"key": CA_BUNDLE_KEY, "path": os.path.basename(CA_BUNDLE_PATH)},
+        ]
+        volumes.append({"name": CA_CONFIGMAP, "configMap": {"name": CA_CONFIGMAP, "items": items}})
         mounts.append({"name": CA_CONFIGMAP, "mountPath": CA_DIR, "readOnly": True})
-    return Plan(version, tuple(env), tuple(volumes), tuple(mounts), tuple(warnings))
+    return Plan(version, tuple(env), tuple(volumes), tuple(mounts), tuple(warnings), tuple(notes))
 
 
 # -- reading a review ----------------------------------------------------------------------------
@@ -403,7 +431,7 @@ def _volumes(
         else:
             warnings.append(
                 f"the pod has its own volume named {volume['name']}, so egress mounts nothing "
-                f"of it; rename that volume to get the {volume['configMap']['name']} ConfigMap"
+                f"of it; rename that volume to get egress's files"
             )
     if missing and "volumes" not in spec:
         ops.append({"op": "add", "path": "/spec/volumes", "value": missing})

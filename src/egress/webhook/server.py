@@ -67,7 +67,10 @@ class PlanSource:
     def _load(self, stamp: tuple[int, int]) -> Plan:
         assert self.path is not None
         settings: Settings = load_yaml(self.path, env=self._env)
-        return plan(settings, f"file:{stamp[0]}:{stamp[1]}")
+        loaded = plan(settings, f"file:{stamp[0]}:{stamp[1]}")
+        for note in loaded.notes:
+            log.warning("%s", note)
+        return loaded
 
     def current(self) -> Plan:
         """The plan; the file is looked at again when a second has passed since last time."""
@@ -181,6 +184,10 @@ def serve(options: WebhookOptions, *, env: Mapping[str, str], say: Callable[[str
     from egress.console.serve import bind
 
     check_tls(options.tls_cert, options.tls_key)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("egress webhook: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     source = PlanSource(options.config, env=env)
     sock = bind(options.host, options.port)
     try:
@@ -189,10 +196,6 @@ def serve(options: WebhookOptions, *, env: Mapping[str, str], say: Callable[[str
         say(f"egress webhook: https://{shown_host}:{port}/mutate")
         say(f"  settings: {options.config or 'the proxy variables'} ({source.current().version})")
         say("  stop with Ctrl-C")
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("egress webhook: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
         config = uvicorn.Config(
             create_app(source),
             log_level="warning",
