@@ -43,8 +43,8 @@ def expand(text: str, defined: Mapping[str, str]) -> str:
 def container_env(
     container: Mapping[str, Any],
     *,
-    secrets: Mapping[str, Mapping[str, str]] = {},  # noqa: B006 - read only
-    configmaps: Mapping[str, Mapping[str, str]] = {},  # noqa: B006 - read only
+    secrets: Mapping[str, Mapping[str, str]] = {},
+    configmaps: Mapping[str, Mapping[str, str]] = {},
 ) -> dict[str, str]:
     """The variables ``container`` starts with: envFrom first, then env (which wins)."""
     defined: dict[str, str] = {}
