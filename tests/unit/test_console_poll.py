@@ -46,7 +46,8 @@ def test_a_save_during_a_read_is_seen_by_the_polls_that_came_after_it() -> None:
         return list(await asyncio.gather(*early)), list(await asyncio.gather(*late)), store.reads
 
     early, late, reads = asyncio.run(scenario())
-    assert early == [1] * 5  # they asked before the save: either answer is honest
+    assert early[0] == 1  # the first started the read, before the save
+    assert set(early) <= {1, 2}  # the others asked before the save too: either is honest
     assert late == [2] * 50  # never the stale 1, which would be a stale 304
     assert reads == 2  # 55 polls, two reads
 
