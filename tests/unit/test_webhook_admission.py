@@ -576,3 +576,11 @@ def test_parse_review_gives_the_uid() -> None:
     body = review(SHAPES["no-env"])
     parsed, uid = parse_review(json.dumps(body).encode())
     assert uid == body["request"]["uid"] and parsed == body
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_patch_text_is_the_json_of_the_ops(shape: str, full: Plan) -> None:
+    result = admit(review(SHAPES[shape]), full)
+    text = base64.b64decode(result.review["response"]["patch"])
+    assert json.loads(text) == result.patch
+    assert text == json.dumps(result.patch, separators=(",", ":")).encode()

@@ -151,6 +151,10 @@ class Plan:
     """Said with every injection (e.g. a password Kubernetes cannot paste into a URL)."""
     notes: tuple[str, ...] = ()
     """Said once, when the settings are loaded (the server logs them)."""
+    needs: tuple[str | None, ...] = ()
+    """Per env entry: the mount path its file lies under (given only where that is mounted)."""
+    encoded: Mapping[int, str] = field(default_factory=dict, repr=False, compare=False)
+    """The JSON of each env entry, volume and mount above, by ``id``, made once per plan."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,19 @@ def plan(settings: Settings, version: str) -> Plan:
         ]
         volumes.append({"name": CA_CONFIGMAP, "configMap": {"name": CA_CONFIGMAP, "items": items}})
         mounts.append({"name": CA_CONFIGMAP, "mountPath": CA_DIR, "readOnly": True})
-    return Plan(version, tuple(env), tuple(volumes), tuple(mounts), tuple(warnings), tuple(notes))
+    return Plan(
+        version,
+        tuple(env),
+        tuple(volumes),
+        tuple(mounts),
+        tuple(warnings),
+        tuple(notes),
+        tuple(_mount_needed(e) for e in env),
+        {
+            id(entry): json.dumps(entry, separators=(",", ":"))
+            for entry in (*env, *volumes, *mounts)
+        },
+    )
 
 
 # -- reading a review ----------------------------------------------------------------------------
@@ -262,12 +278,56 @@ def answer(raw: bytes, the_plan: Plan) -> Admission:
     return admit(body, the_plan)
 
 
+class _Shown:
+    """A value quoted by :func:`shown` only when a message is really made of it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return shown(self.value)
+
+
+def _encoded(value: object, cache: Mapping[int, str]) -> str:
+    """``value`` as compact JSON; the plan's own entries come ready-made from ``cache``."""
+    ready = cache.get(id(value))
+    if ready is not None:
+        return ready
+    if isinstance(value, list):
+        return "[" + ",".join(_encoded(v, cache) for v in value) + "]"
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _string(text: str) -> str:
+    """A JSON string; the paths built here (fixed names, indexes) need no escaping."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
+
+
+def _patch_text(ops: Sequence[Mapping[str, Any]], cache: Mapping[int, str]) -> str:
+    """The JSONPatch document: what ``json.dumps(ops)`` gives, without encoding the plan's
+    entries again for every container of every pod."""
+    parts = []
+    for op in ops:
+        text = f'{{"op":"{op["op"]}","path":{_string(op["path"])}'
+        if "value" in op:
+            text += f',"value":{_encoded(op["value"], cache)}'
+        parts.append(text + "}")
+    return "[" + ",".join(parts) + "]"
+
+
 def _response(
-    uid: str, ops: Sequence[Mapping[str, Any]], warnings: Sequence[str]
+    uid: str,
+    ops: Sequence[Mapping[str, Any]],
+    warnings: Sequence[str],
+    cache: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": uid, "allowed": True}
     if ops:
-        patch = json.dumps(list(ops), separators=(",", ":")).encode()
+        patch = _patch_text(ops, cache or {}).encode()
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(patch).decode("ascii")
     said = [_bounded(w) for w in dict.fromkeys(warnings)]
@@ -368,7 +428,9 @@ def admit(review: Mapping[str, Any], the_plan: Plan) -> Admission:
             )
     if ops and "metadata" not in pod:
         ops.insert(0, {"op": "add", "path": "/metadata", "value": {}})
-    return Admission(_response(uid, ops, warnings), ops, pod=name, dry_run=dry_run)
+    return Admission(
+        _response(uid, ops, warnings, the_plan.encoded), ops, pod=name, dry_run=dry_run
+    )
 
 
 def _not_a_pod(pod: object) -> str | None:
@@ -452,7 +514,7 @@ def _container(
     warnings: list[str],
 ) -> None:
     """Append the ops that give one container what the plan has and it lacks."""
-    cname = shown(container.get("name", where[2]))
+    cname = _Shown(container.get("name", where[2]))
     mounts: list[dict[str, Any]] = list(container.get("volumeMounts") or [])
     add_mounts: list[dict[str, Any]] = []
     mounted: set[str] = set()
@@ -470,7 +532,11 @@ def _container(
                 f"container {cname} mounts its own volume at {mount['mountPath']}: kept, so "
                 f"egress's {mount['name']} files are not there"
             )
-    wanted = [e for e in the_plan.env if _env_mountable(e, mounted)]
+    wanted = [
+        e
+        for e, need in zip(the_plan.env, the_plan.needs, strict=True)
+        if need is None or need in mounted
+    ]
     env: list[dict[str, Any]] = list(container.get("env") or [])
     have: dict[str, list[int]] = {}
     for i, entry in enumerate(env):
@@ -517,37 +583,31 @@ def _container(
             f"container {cname} also reads envFrom, which egress cannot see: egress's env "
             "entries win over any of the same name there"
         )
-    base = where
+    base = json_pointer(*where)
     for i in sorted(removed, reverse=True):
-        ops.append({"op": "remove", "path": json_pointer(*base, "env", i)})
+        ops.append({"op": "remove", "path": f"{base}/env/{i}"})
     if add_env:
         if "env" not in container:
-            ops.append({"op": "add", "path": json_pointer(*base, "env"), "value": add_env})
+            ops.append({"op": "add", "path": f"{base}/env", "value": add_env})
         else:
-            ops.extend(
-                {"op": "add", "path": json_pointer(*base, "env", "-"), "value": e} for e in add_env
-            )
+            path = f"{base}/env/-"
+            ops.extend({"op": "add", "path": path, "value": e} for e in add_env)
     if add_mounts:
         if "volumeMounts" not in container:
-            ops.append(
-                {"op": "add", "path": json_pointer(*base, "volumeMounts"), "value": add_mounts}
-            )
+            ops.append({"op": "add", "path": f"{base}/volumeMounts", "value": add_mounts})
         else:
-            ops.extend(
-                {"op": "add", "path": json_pointer(*base, "volumeMounts", "-"), "value": m}
-                for m in add_mounts
-            )
+            path = f"{base}/volumeMounts/-"
+            ops.extend({"op": "add", "path": path, "value": m} for m in add_mounts)
 
 
-def _env_mountable(entry: Mapping[str, Any], mounted: set[str]) -> bool:
-    """A variable naming a file under a mount is only given where that mount is."""
+def _mount_needed(entry: Mapping[str, Any]) -> str | None:
+    """The mount a variable's file lies under (CA_DIR, SETTINGS_DIR), or None."""
     value = entry.get("value")
-    if not isinstance(value, str):
-        return True
-    for directory in (CA_DIR, SETTINGS_DIR):
-        if value.startswith(directory + "/"):
-            return directory in mounted
-    return True
+    if isinstance(value, str):
+        for directory in (CA_DIR, SETTINGS_DIR):
+            if value.startswith(directory + "/"):
+                return directory
+    return None
 
 
 def url_safe(password: str) -> str:
