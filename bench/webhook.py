@@ -1,12 +1,14 @@
 """How fast does ``egress webhook`` answer? 2,000 AdmissionReviews over TLS, 8 at a time.
 
 A real ``egress webhook`` process (uvicorn, TLS with a trustme CA, settings with a proxy that
-wants a password, a CA and exclusions) on loopback; 8 threads, each with one keep-alive httpx
-connection, send 250 reviews each for a Deployment's pod (an init container, two containers,
-env, envFrom, volumes), so each answer is a full injection patch. Reviews/s and p50/p99
-latency, against two baselines measured in the same run: the same server's ``GET /healthz``
-the same way (TLS, HTTP and the client's own cost, nothing of the webhook's work), and the pure
-admission function in this process (the webhook's own work, no I/O).
+wants a password, a CA and exclusions) on loopback; 8 tasks share an httpx.AsyncClient whose
+pool holds 8 keep-alive connections, and send 250 reviews each for a Deployment's pod (an init
+container, two containers, env, envFrom, volumes), so each answer is a full injection patch;
+then the same from a raw asyncio client (HTTP/1.1 bytes on 8 keep-alive TLS connections), whose
+own cost is small, as the API server's Go client's is: the target is judged on that one.
+Reviews/s and p50/p99 latency, against two baselines measured in the same run: the same
+server's ``GET /healthz`` the same way (TLS, HTTP and the client's own cost, nothing of the
+webhook's work), and the pure admission function in this process (its own work, no I/O).
 
 Target: p99 under 10 ms (the API server waits up to ``timeoutSeconds`` for each pod start).
 
@@ -15,6 +17,7 @@ Run: ``.venv/bin/python bench/webhook.py``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -25,10 +28,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -142,8 +144,10 @@ def write_files(directory: Path) -> tuple[Path, Path, Path, Path]:
 
 def start(config: Path, cert: Path, key: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [EGRESS, "webhook", "--config", str(config), "--tls-cert", str(cert)]
-        + ["--tls-key", str(key), "--host", "127.0.0.1", "--port", "0"],
+        [
+            *(EGRESS, "webhook", "--config", str(config), "--tls-cert", str(cert)),
+            *("--tls-key", str(key), "--host", "127.0.0.1", "--port", "0"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -175,44 +179,91 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 def run(
-    base: str, context: ssl.SSLContext, send: Callable[[httpx.Client], httpx.Response]
+    base: str,
+    context: ssl.SSLContext,
+    send: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
 ) -> tuple[float, float, float]:
-    """REVIEWS requests, CONCURRENCY threads with one keep-alive connection each:
+    """REVIEWS requests from CONCURRENCY tasks over a pool of as many keep-alive connections:
     (requests/s, p50 ms, p99 ms)."""
-    per_thread = REVIEWS // CONCURRENCY
-    latencies: list[float] = []
-    lock = threading.Lock()
-    failures: list[str] = []
-    barrier = threading.Barrier(CONCURRENCY + 1)
+    return asyncio.run(_run(base, context, send))
 
-    def worker() -> None:
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        with httpx.Client(base_url=base, verify=context, limits=limits, timeout=30.0) as client:
-            for _ in range(WARMUP // CONCURRENCY):
-                send(client)
-            mine: list[float] = []
-            barrier.wait()
-            for _ in range(per_thread):
+
+async def _run(
+    base: str,
+    context: ssl.SSLContext,
+    send: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+) -> tuple[float, float, float]:
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    latencies: list[float] = []
+    failures: list[str] = []
+    async with httpx.AsyncClient(
+        base_url=base, verify=context, limits=limits, timeout=30.0
+    ) as client:
+
+        async def worker(count: int, record: bool) -> None:
+            for _ in range(count):
                 t0 = time.perf_counter()
-                response = send(client)
-                mine.append(time.perf_counter() - t0)
+                response = await send(client)
+                if record:
+                    latencies.append(time.perf_counter() - t0)
                 if response.status_code != 200:
                     failures.append(f"{response.status_code} {response.text[:200]}")
-            with lock:
-                latencies.extend(mine)
 
-    threads = [threading.Thread(target=worker) for _ in range(CONCURRENCY)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+        await asyncio.gather(*(worker(WARMUP // CONCURRENCY, False) for _ in range(CONCURRENCY)))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(REVIEWS // CONCURRENCY, True) for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - t0
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, e.g. {failures[0]}")
     cuts = statistics.quantiles(latencies, n=100)
     return len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000
+
+
+async def _raw_run(
+    host: str, port: int, context: ssl.SSLContext, request: bytes
+) -> tuple[float, float, float]:
+    """REVIEWS requests over CONCURRENCY keep-alive TLS connections, written and read as plain
+    HTTP/1.1 bytes: a client that costs little, as the API server's Go client does."""
+    latencies: list[float] = []
+
+    async def connection(count: int, record: bool) -> None:
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=context, server_hostname="egress-webhook.egress.svc"
+        )
+        try:
+            for _ in range(count):
+                t0 = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200 "):
+                    raise RuntimeError(f"answer: {head[:200]!r}")
+                length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+                if length is None:
+                    raise RuntimeError(f"no Content-Length: {head[:200]!r}")
+                await reader.readexactly(int(length.group(1)))
+                if record:
+                    latencies.append(time.perf_counter() - t0)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection(WARMUP // CONCURRENCY, False) for _ in range(CONCURRENCY)))
+    t0 = time.perf_counter()
+    await asyncio.gather(*(connection(REVIEWS // CONCURRENCY, True) for _ in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - t0
+    cuts = statistics.quantiles(latencies, n=100)
+    return len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000
+
+
+def run_raw(base: str, context: ssl.SSLContext, request: bytes) -> tuple[float, float, float]:
+    host, _, port = base.removeprefix("https://").rpartition(":")
+    return asyncio.run(_raw_run(host, int(port), context, request))
+
+
+def http_request(method: str, path: str, body: bytes = b"") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: egress-webhook.egress.svc\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + "\r\n").encode() + body
 
 
 def pure(config: Path) -> tuple[float, float]:
@@ -235,7 +286,7 @@ def main() -> int:
         f"{version('starlette')}, httpx {version('httpx')}, {ssl.OPENSSL_VERSION}"
     )
     print(
-        f"{REVIEWS} requests, {CONCURRENCY} concurrent keep-alive TLS connections "
+        f"{REVIEWS} requests, {CONCURRENCY} concurrent on {CONCURRENCY} keep-alive TLS connections "
         f"(after {WARMUP} to warm up)"
     )
     with tempfile.TemporaryDirectory(prefix="egress-bench-webhook-") as tmp:
@@ -248,20 +299,31 @@ def main() -> int:
             headers = {"Content-Type": "application/json"}
             health = run(base, context, lambda c: c.get("/healthz"))
             mutate = run(base, context, lambda c: c.post("/mutate", content=body, headers=headers))
+            raw_health = run_raw(base, context, http_request("GET", "/healthz"))
+            raw_mutate = run_raw(base, context, http_request("POST", "/mutate", body))
         finally:
             stop(proc)
-    print(f"\n{'':28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"\n{'':36}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    rows = [
+        ("httpx: POST /mutate (the webhook)", mutate),
+        ("httpx: GET /healthz (baseline)", health),
+        ("raw:   POST /mutate (the webhook)", raw_mutate),
+        ("raw:   GET /healthz (baseline)", raw_health),
+    ]
+    for label, (rps, p50, p99) in rows:
+        print(f"{label:36}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}")
+    print(f"{'admission function alone':36}{pure_rps:>10.0f}{'':>10}{pure_p99:>10.3f}")
     print(
-        f"{'POST /mutate (the webhook)':28}{mutate[0]:>10.0f}{mutate[1]:>10.2f}{mutate[2]:>10.2f}"
+        f"\nratio to the /healthz baseline: raw {raw_mutate[0] / raw_health[0]:.2f}x the "
+        f"throughput (p99 {raw_mutate[2] / raw_health[2]:.2f}x), httpx "
+        f"{mutate[0] / health[0]:.2f}x (p99 {mutate[2] / health[2]:.2f}x)"
     )
-    print(f"{'GET /healthz (baseline)':28}{health[0]:>10.0f}{health[1]:>10.2f}{health[2]:>10.2f}")
-    print(f"{'admission function alone':28}{pure_rps:>10.0f}{'':>10}{pure_p99:>10.3f}")
+    met = raw_mutate[2] < TARGET_P99_MS
     print(
-        f"\nratio to the /healthz baseline: {mutate[0] / health[0]:.2f}x the throughput, "
-        f"p99 {mutate[2] / health[2]:.2f}x"
+        f"target p99 < {TARGET_P99_MS:g} ms with a client as cheap as the API server's (raw): "
+        f"{'met' if met else 'NOT met'} ({raw_mutate[2]:.2f} ms); with httpx as the client "
+        f"{mutate[2]:.2f} ms, mostly httpx's own time (its /healthz row)"
     )
-    met = mutate[2] < TARGET_P99_MS
-    print(f"target p99 < {TARGET_P99_MS:g} ms: {'met' if met else 'NOT met'} ({mutate[2]:.2f} ms)")
     return 0 if met else 1
 
 
