@@ -6,7 +6,8 @@
 'proxy'
 
 ``Client``, ``AsyncClient`` (httpx) and ``requests_session`` (requests) are imported on first use,
-so ``import egress`` (and the CLI) does not pay for the HTTP libraries.
+so ``import egress`` (and the CLI) does not pay for the HTTP libraries; so are the live settings
+sources (``FileSource``, ``ConsoleSource``, ``StaticSource``: :mod:`egress.sources`).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,14 @@ from egress.settings import (
 )
 
 if TYPE_CHECKING:
+    from egress.sources import (
+        ConsoleSource,
+        FileSource,
+        SettingsSource,
+        SettingsSourceError,
+        Snapshot,
+        StaticSource,
+    )
     from egress.transport.clients import AsyncClient, Client
     from egress.transport.requests_adapter import requests_session
 
@@ -47,6 +56,17 @@ _LAZY = {
     "Client": "egress.transport.clients",
     "AsyncClient": "egress.transport.clients",
     "requests_session": "egress.transport.requests_adapter",
+    **dict.fromkeys(
+        (
+            "ConsoleSource",
+            "FileSource",
+            "SettingsSource",
+            "SettingsSourceError",
+            "Snapshot",
+            "StaticSource",
+        ),
+        "egress.sources",
+    ),
 }
 
 
@@ -66,10 +86,12 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ConfigError",
+    "ConsoleSource",
     "Decision",
     "Deployment",
     "EgressError",
     "EgressTransportError",
+    "FileSource",
     "NoProxyMatcher",
     "Problem",
     "ProxyAuthRequired",
@@ -82,6 +104,10 @@ __all__ = [
     "Router",
     "Rule",
     "Settings",
+    "SettingsSource",
+    "SettingsSourceError",
+    "Snapshot",
+    "StaticSource",
     "Target",
     "URLError",
     "UnsupportedRoute",

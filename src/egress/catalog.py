@@ -194,3 +194,24 @@ def check_features(features: Iterable[str], field: str = "features") -> list[Pro
             "not features; " + hint
         )
     return [Problem(field, f"{quoted} {verb}; known: {', '.join(known)}", hint)]
+
+
+def lookup(host: str, port: int) -> Destination | None:
+    """The catalog's destination covering ``host:port`` (its own row, a ``*.domain`` wildcard
+    over it, or ``*`` on that port), or None: a proxied destination the catalog does not list
+    is a candidate for the proxy team's allowlist (the console's Traffic page).
+
+    >>> lookup("api.tomtom.com", 443).feature, lookup("acme.snowflakecomputing.com", 443).host
+    ('geocoding-tomtom', '*.snowflakecomputing.com')
+    >>> lookup("intranet.example", 443) is None
+    True
+    """
+    host = host.lower().rstrip(".")
+    for dest in load_catalog().destinations:
+        if dest.port != port:
+            continue
+        if dest.host == host or dest.host == "*":
+            return dest
+        if dest.domain is not None and host.endswith("." + dest.domain):
+            return dest
+    return None

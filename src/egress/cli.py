@@ -352,8 +352,150 @@ def _add_render_kinds(render: argparse.ArgumentParser) -> None:
     )
     _add_features(made["squid"])
     kind("pac", "a PAC file that sends each destination where the router does", _no_options)
+    _add_install(kinds)
     missing = set(KINDS) - set(made)
     assert not missing, f"render kinds without a subcommand: {missing}"
+
+
+def _add_install(kinds: Any) -> None:
+    """``render install``: not one of KINDS (its flags are its own, and the console's Artifacts
+    page renders every KIND with no flags), so it has its own command function."""
+    from egress.render.install import FAILURE_POLICIES, FAILURE_POLICY_TRADE_OFF, STORES
+
+    help_ = "the Kubernetes objects that run egress in a cluster (console, webhook, settings)"
+    p = kinds.add_parser("install", help=help_, description=help_)
+    _add_common(p)
+    p.set_defaults(func=cmd_render_install)
+    p.add_argument(
+        "--namespace",
+        type=_namespace,
+        default="egress",
+        metavar="NS",
+        help="egress's own namespace (default egress)",
+    )
+    p.add_argument("--image", type=_image, metavar="IMG", help="the egress image to run")
+    p.add_argument(
+        "--replicas",
+        type=_replicas,
+        default=1,
+        metavar="N",
+        help="console replicas (default 1; more than one needs --store postgresql)",
+    )
+    p.add_argument(
+        "--store",
+        choices=STORES,
+        default="sqlite",
+        help="sqlite (default: one replica, a PersistentVolumeClaim) or postgresql (the URL "
+        "from the Secret egress-console-db, key url, that you create)",
+    )
+    p.add_argument(
+        "--failure-policy",
+        choices=FAILURE_POLICIES,
+        default="Ignore",
+        help=f"what the API server does when the webhook cannot answer. {FAILURE_POLICY_TRADE_OFF}",
+    )
+    p.add_argument(
+        "--inject-namespace",
+        type=_namespace,
+        action="append",
+        default=[],
+        metavar="NS",
+        help="also render the settings, CA and proxy Secret into NS, whose pods mount them "
+        "(repeatable)",
+    )
+    p.add_argument(
+        "--with-secrets",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="write the proxy password into the egress-proxy Secrets (default: no value)",
+    )
+    p.add_argument(
+        "--proxy-cidr",
+        type=_cidr,
+        metavar="CIDR",
+        help="the proxy's address for the console's NetworkPolicy, when the settings name it "
+        "by host name",
+    )
+    p.add_argument(
+        "--db-cidr",
+        type=_cidr,
+        metavar="CIDR",
+        help="the PostgreSQL store's address for the console's NetworkPolicy",
+    )
+    p.add_argument(
+        "--db-port", type=_port, default=5432, metavar="P", help="the store's port (5432)"
+    )
+    p.add_argument(
+        "--webhook-ca-file",
+        metavar="F",
+        help="PEM of the CA that signed the egress-webhook-tls certificate, for the caBundle "
+        "(without it: cert-manager's cainjector annotation)",
+    )
+
+
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+
+
+def _image(text: str) -> str:
+    """``--image``: a container image reference (``registry:5000/team/egress:1.0``)."""
+    if len(text) <= 512 and _IMAGE.fullmatch(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{shown(text)} is not an image reference; write e.g. registry.example/egress:0.1.0"
+    )
+
+
+def _replicas(text: str) -> int:
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= 100:
+        return int(text)
+    raise argparse.ArgumentTypeError(
+        f"{shown(text)} is not a number of replicas; give a whole number from 1 to 100"
+    )
+
+
+def _webhook_ca(args: argparse.Namespace) -> str | None:
+    from egress.settings.fields import Problems
+    from egress.settings.files import CA_LIMIT, read_regular_file
+
+    if args.webhook_ca_file is None:
+        return None
+    p = Problems()
+    data = read_regular_file(
+        args.webhook_ca_file, "--webhook-ca-file", CA_LIMIT, p, fix="give the CA as a PEM file"
+    )
+    if data is None:
+        args.parser.error(p.errors[0].message)
+    assert data is not None
+    text = data.decode("ascii", "replace")
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        args.parser.error(
+            f"--webhook-ca-file {shown(args.webhook_ca_file)} holds no PEM certificate; give "
+            "the CA that signed the webhook's certificate"
+        )
+    return text
+
+
+def _install_options(args: argparse.Namespace) -> Any:
+    from egress.render.install import DEFAULT_IMAGE, InstallOptions, check_options
+
+    options = InstallOptions(
+        namespace=args.namespace,
+        image=args.image or DEFAULT_IMAGE,
+        replicas=args.replicas,
+        store=args.store,
+        failure_policy=args.failure_policy,
+        inject_namespaces=tuple(dict.fromkeys(args.inject_namespace)),
+        with_secrets=args.with_secrets,
+        proxy_cidr=args.proxy_cidr,
+        db_cidr=args.db_cidr,
+        db_port=args.db_port,
+        webhook_ca=_webhook_ca(args),
+    )
+    try:
+        check_options(options)
+    except UsageError as exc:
+        args.parser.error(str(exc))
+    return options
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -479,10 +621,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     co.add_argument(
         "--db",
-        default="sqlite:///var/egress.db",
+        default=os.environ.get("EGRESS_CONSOLE_DB") or "sqlite:///var/egress.db",
         metavar="URL",
-        help="the store: sqlite:///path, a file path, or postgresql://user@host/db "
-        "(default sqlite:///var/egress.db, under the working directory)",
+        help="the store: sqlite:///path, a file path, or postgresql://user@host/db (default "
+        "$EGRESS_CONSOLE_DB, which keeps a database password out of the process list, else "
+        "sqlite:///var/egress.db under the working directory)",
     )
     co.add_argument(
         "--host", default="127.0.0.1", metavar="H", help="address to listen on (default 127.0.0.1)"
@@ -723,6 +866,18 @@ def cmd_render(args: argparse.Namespace, con: _Console) -> int:
     return Exit.OK
 
 
+def cmd_render_install(args: argparse.Namespace, con: _Console) -> int:
+    from egress.render import install
+
+    options = _install_options(args)  # flags first: a usage error before any loading
+    settings = _load(args, con)
+    artifact = install.render(settings, options)
+    con.data(artifact.text)
+    for warning in artifact.warnings:
+        con.err(f"warning: {warning}")
+    return Exit.OK
+
+
 def cmd_catalog(args: argparse.Namespace, con: _Console) -> int:
     from egress.scope import in_scope
 
@@ -957,6 +1112,7 @@ def cmd_console(args: argparse.Namespace, con: _Console) -> int:
 
     options = ServeOptions(db=args.db, host=args.host, port=args.port, import_file=args.import_file)
     con.keep_secret(os.environ.get("EGRESS_ADMIN_PASSWORD"))
+    con.keep_url_secrets([args.db])
 
     def say(line: str) -> None:
         con.out(line)

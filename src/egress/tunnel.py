@@ -34,6 +34,7 @@ import threading
 import time
 from types import TracebackType
 
+from egress import observe
 from egress.errors import EgressTransportError, UnsupportedRoute, URLError
 from egress.redact import printable, shown
 from egress.router import Decision
@@ -209,10 +210,11 @@ def open_upstream(
 class _Direction:
     """One direction of the copy: a chunk read from ``src`` is written whole to ``dst``."""
 
-    __slots__ = ("buf", "data", "done", "dst", "eof", "src", "view")
+    __slots__ = ("buf", "data", "done", "dst", "eof", "moved", "src", "view")
 
     def __init__(self, src: socket.socket, dst: socket.socket) -> None:
         self.src, self.dst = src, dst
+        self.moved = 0  # bytes written on since the last count (observe.tunnel_bytes)
         self.buf = bytearray(CHUNK)
         self.view = memoryview(self.buf)
         self.data = self.view[:0]
@@ -242,6 +244,7 @@ class _Direction:
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
             return
         self.data = self.data[n:]
+        self.moved += n
 
     def finish(self) -> None:
         """The source ended and all is written: pass the end on (TLS hops cannot half-close)."""
@@ -259,6 +262,7 @@ class _Splice(_Direction):
 
     def __init__(self, src: socket.socket, dst: socket.socket) -> None:
         self.src, self.dst = src, dst
+        self.moved = 0
         self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         with contextlib.suppress(OSError):
             fcntl.fcntl(self.pipe_w, fcntl.F_SETPIPE_SZ, CHUNK)
@@ -285,6 +289,7 @@ class _Splice(_Direction):
         except BlockingIOError:
             return
         self.queued -= n
+        self.moved += n
 
     def close(self) -> None:
         os.close(self.pipe_r)
@@ -331,6 +336,10 @@ def _pump(a: socket.socket, b: socket.socket, first: bytes) -> None:
                         w.read()
                         if not w.pending and not w.eof:
                             break  # nothing to read now
+            up, down = ways[0].moved, ways[1].moved
+            if up or down:
+                observe.tunnel_bytes(up, down)
+                ways[0].moved = ways[1].moved = 0
             if all(w.done for w in ways):
                 return
             keys = {a: 0, b: 0}
@@ -500,11 +509,13 @@ class Tunnel:
     def _serve(self, client: socket.socket) -> None:
         upstream: socket.socket | None = None
         target = self.decision.target.authority
+        observe.decision(self.decision)
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             upstream, first = open_upstream(
                 self.decision, self.planner, timeout=self.timeout, context=self._context
             )
+            observe.tunnel_connection(True)
             upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 if self._closing:
@@ -514,6 +525,7 @@ class Tunnel:
         except EgressTransportError as exc:
             self.failures += 1
             LOG.warning("tunnel to %s: %s", target, exc)
+            observe.failed(self.decision, exc, PLAIN_ERRORS, log=False)
         except OSError as exc:
             if not self._closing:
                 self.failures += 1
@@ -523,6 +535,8 @@ class Tunnel:
                     self.planner.scrub(reason_of(exc)),
                 )
         finally:
+            if upstream is not None:
+                observe.tunnel_connection(False)
             with self._lock:
                 self._open.discard(client)
                 if upstream is not None:

@@ -25,8 +25,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 import yaml
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from tests.support import names
+from tests.support.browser import ARTIFACTS
 from tests.support.certs import CertBundle, generate_certs
 from tests.support.origin import FakeOrigin
 from tests.support.squid import SquidProxy
@@ -39,17 +40,6 @@ from egress.console.store import Store
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 ADMIN_PASSWORD = "browser-test-admin-password"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -152,18 +142,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     silent_stop.set()
     silent_thread.join(5)
     silent.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium (scripts/install-system-deps.sh installs it); missing is a failure."""
-    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: run scripts/install-system-deps.sh"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def sign_in(page: Page, console: Console, password: str = ADMIN_PASSWORD) -> None:

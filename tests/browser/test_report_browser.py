@@ -7,46 +7,23 @@ phone width go to ``tests/browser/artifacts/`` (ignored by git) for a person to 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
+from tests.support.browser import ARTIFACTS
 from tests.support.report_sample import PROXY_PASSWORD, sample_results, sample_settings
 
 from egress.check_report import html_report
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 SECTIONS = {
     "summary": "Summary",
     "allow": "What to allow on the proxy",
     "bypass": "What bypasses the proxy, and why",
     "results": "Results",
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium (scripts/install-system-deps.sh installs it); missing is a failure."""
-    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: run scripts/install-system-deps.sh"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")

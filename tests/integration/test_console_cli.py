@@ -117,6 +117,16 @@ def test_the_password_can_come_from_the_environment(tmp_path: Path) -> None:
             assert "/login" not in str(client.get("/").url)
 
 
+def test_the_store_can_come_from_the_environment(tmp_path: Path) -> None:
+    """``EGRESS_CONSOLE_DB`` keeps a database URL (and its password) out of the process list."""
+    db = tmp_path / "from-env.db"
+    env = _env(EGRESS_CONSOLE_DB=f"sqlite:///{db}")
+    with console(cwd=tmp_path, env=env) as (_, printed):
+        assert f"store: sqlite:///{db}" in printed
+        assert db.is_file()
+        assert not (tmp_path / "var").exists()
+
+
 def test_a_bad_import_file_stops_before_anything_is_stored(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("proxy:\n  url: socks5://p:1080\n")

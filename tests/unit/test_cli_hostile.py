@@ -802,6 +802,9 @@ USED_BY_ANOTHER = {
 """Declared for a library egress uses, which imports it itself."""
 CONSOLE_EXTRAS = ("console", "postgres")
 """The extras only ``src/egress/console/`` (and the CLI's ``console`` command) may import."""
+OPTIONAL_EXTRAS = ("metrics",)
+"""The extras the library may import only lazily and optionally: inside a function, guarded by
+``except ImportError`` (``egress.observe``: metrics are no-ops without prometheus_client)."""
 
 
 def _requirements(group: str | None = None) -> list[str]:
@@ -830,7 +833,7 @@ SRC = ROOT / "src" / "egress"
 CONSOLE = SRC / "console"
 
 
-@pytest.mark.parametrize("group", [None, *CONSOLE_EXTRAS])
+@pytest.mark.parametrize("group", [None, *CONSOLE_EXTRAS, *OPTIONAL_EXTRAS])
 def test_every_declared_dependency_is_imported(group: str | None) -> None:
     """A dependency nothing imports is weight for every install (rich was one)."""
     imported = _imports(SRC.rglob("*.py"))
@@ -849,13 +852,43 @@ def test_every_imported_library_is_declared() -> None:
     both only inside their commands)."""
     core = {_module(r) for r in _requirements()}
     extras = {_module(r) for group in CONSOLE_EXTRAS for r in _requirements(group)}
-    every = _requirements() + [r for g in CONSOLE_EXTRAS for r in _requirements(g)]
+    optional = {_module(r) for group in OPTIONAL_EXTRAS for r in _requirements(group)}
+    groups = (*CONSOLE_EXTRAS, *OPTIONAL_EXTRAS)
+    every = _requirements() + [r for g in groups for r in _requirements(g)]
     assert all(">=" in req for req in every)
     known = set(sys.stdlib_module_names) | {"egress", "__future__"}
     servers = [*CONSOLE.rglob("*.py"), SRC / "webhook" / "server.py"]
     outside = [p for p in SRC.rglob("*.py") if p not in servers]
-    library = _imports(outside) - known
+    library = _imports(outside) - known - optional
     assert library <= core, f"the library imports beyond its core: {sorted(library - core)}"
+    for path in outside:
+        for line in path.read_text().splitlines():
+            for module in optional:
+                if re.match(rf"\s*(import {module}\b|from {module}[\w.]* import )", line):
+                    # only lazily: indented (inside a function), never at the top of a module
+                    assert line.startswith(" "), f"{path.name} imports {module} at import time"
     console = _imports(servers) - known
     missing = console - core - extras
     assert not missing, f"imported but not declared: {sorted(missing)}"
+
+
+def test_the_library_runs_without_the_metrics_extra() -> None:
+    """prometheus_client is optional: importing egress and routing requests never imports it
+    unless metrics are on, and with it made unimportable, metrics are no-ops and nothing fails."""
+    code = (
+        "import sys\n"
+        "sys.modules['prometheus_client'] = None  # as if not installed\n"
+        "import egress, egress.transport.clients, egress.tunnel, egress.requests_adapter\n"
+        "from egress import observe\n"
+        "d = egress.Settings.from_proxy('http://127.0.0.1:3128').router().decide('https://a.b/')\n"
+        "observe.decision(d); observe.hop_failure('denied', d); observe.tunnel_bytes(1, 2)\n"
+        "observe.settings_loaded('file', 'v1'); observe.settings_rejected('file', 'bad')\n"
+        "assert not observe.metrics_enabled() and not observe.enable_metrics()\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+    lazy = "import sys, egress.transport.clients, egress.observe\n"
+    lazy += "print('prometheus_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -428,7 +428,7 @@ def test_preflight_runs_streams_and_reports(client: TestClient, origin: str) -> 
     )
     assert r.status_code == 303
     run_id = r.headers["location"].split("run=")[1]
-    the_run = client.app.state.preflight_runs.get(run_id)  # type: ignore[attr-defined]
+    the_run = client.app.state.console.preflight.get(run_id)  # type: ignore[attr-defined]
     assert the_run.wait(10)
     with client.stream("GET", f"/preflight/events/{run_id}") as events:
         assert events.headers["content-type"].startswith("text/event-stream")
@@ -446,3 +446,105 @@ def test_preflight_runs_streams_and_reports(client: TestClient, origin: str) -> 
     last = _service(client).store.last_preflight()
     assert last is not None and (last.verdict, len(last.results)) == ("ok", 2)
     assert "passed" in client.get("/").text
+
+
+# -- errors a browser sees, the preflight shared with the API, the console's own wording ----------
+
+
+def test_a_stale_form_token_is_a_page_not_json(client: TestClient) -> None:
+    sent = client.post(
+        "/switch",
+        data={"csrf": "stale", "enabled": "true"},
+        headers={"Accept": "text/html,application/xhtml+xml"},
+    )
+    assert sent.status_code == 403
+    assert sent.headers["content-type"].startswith("text/html")
+    assert "security token is missing or out of date" in sent.text
+    assert 'href="/"' in sent.text
+    api = client.post("/switch", data={"csrf": "stale", "enabled": "true"})
+    assert api.headers["content-type"].startswith("application/json"), "no Accept: JSON stays"
+
+
+def test_an_unknown_page_is_a_page(client: TestClient) -> None:
+    missing = client.get("/no-such-page", headers={"Accept": "text/html"})
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    assert (
+        client.get("/api/v1/no-such", headers={"Accept": "text/html"})
+        .headers["content-type"]
+        .startswith("application/json")
+    ), "the API answers JSON whatever the Accept"
+
+
+def test_the_api_check_and_the_page_share_one_preflight(client: TestClient) -> None:
+    service = _service(client)
+    gate = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Held)
+    server.gate = gate  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/held"
+        run, started = service.preflight.start(
+            service.settings(), [__import__("egress.check").check.Probe(url)], actor="admin",
+            version=1,
+        )  # fmt: skip
+        assert started
+        token = service.create_token("ci", "admin", actor="admin", address="")[1]
+        busy = client.post(
+            "/api/v1/check", json={"urls": []}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert busy.status_code == 409
+        assert "already running" in busy.json()["detail"]
+    finally:
+        gate.set()
+        run.wait(10)
+        server.shutdown()
+        server.server_close()
+    assert run.record is not None, "the run's record was stored by the service"
+    assert service.store.last_preflight().id == run.record.id  # type: ignore[union-attr]
+
+
+class _Held(BaseHTTPRequestHandler):
+    """A loopback origin that answers once the test lets it (a preflight that is still running)."""
+
+    def do_HEAD(self) -> None:
+        self.server.gate.wait(10)  # type: ignore[attr-defined]
+        self.send_response(204)
+        self.end_headers()
+
+    do_GET = do_HEAD
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_user_name_without_a_password_is_said_beside_the_password(client: TestClient) -> None:
+    data = _settings_form(client, **{"proxy.password.remove": "on"})
+    sent = client.post("/settings", data=data)
+    assert sent.status_code == 422
+    password_input = re.search(r'<input type="password"[^>]*>', sent.text)
+    assert password_input and 'aria-invalid="true"' in password_input.group(0)
+    assert "is missing while a proxy user name is set" in sent.text
+    assert "password_file" not in sent.text
+
+
+def test_the_overview_counts_destinations_in_scope(client: TestClient) -> None:
+    from egress.scope import in_scope
+
+    settings = _service(client).settings()
+    total = len(in_scope(settings))
+    page = client.get("/").text
+    found = re.search(r"<strong>(\d+) of (\d+)</strong> destinations in scope", page)
+    assert found, "the switch says what it changes"
+    assert int(found.group(2)) == total
+
+
+def test_credentials_in_the_proxy_url_are_refused_with_the_console_s_hint(
+    client: TestClient,
+) -> None:
+    data = _settings_form(client, **{"proxy.url": "http://bob:Sup3rSecret@proxy.corp:3128"})
+    sent = client.post("/settings", data=data)
+    assert sent.status_code == 422
+    assert "Sup3rSecret" not in sent.text
+    assert "the proxy password (stored apart)" in sent.text
+    assert "password_file" not in sent.text

@@ -243,7 +243,7 @@ def test_migrated_schema_matches_the_models(store_url: str, store: Store) -> Non
     finally:
         engine.dispose()
     assert diffs == []
-    assert [tuple(r) for r in version] == [("0001",)]
+    assert [tuple(r) for r in version] == [("0002",)]  # the newest revision (v0002_traffic)
 
 
 # -- people, tokens, audit, preflight ------------------------------------------------------

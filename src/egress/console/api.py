@@ -43,7 +43,7 @@ from egress.console.auth import (
     set_session_cookie,
     unauthorized,
 )
-from egress.console.service import KINDS, ConsoleService, etag_of
+from egress.console.service import KINDS, ConsoleService, PreflightBusy, etag_of
 from egress.console.store import KEEP, Keep, Version
 from egress.errors import ConfigError, Problem
 from egress.redact import Secret, mask_url, shown
@@ -518,6 +518,8 @@ def check(request: Request, actor: Admin, body: CheckIn | None = None) -> CheckO
         )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+    except PreflightBusy as exc:
+        raise HTTPException(409, str(exc)) from None
     return CheckOut(
         id=record.id, at=record.at, version=record.version, verdict=record.verdict, results=rows
     )

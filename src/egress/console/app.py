@@ -177,6 +177,8 @@ def _install_handlers(app: FastAPI) -> None:
         if exc.status_code == 304:
             return Response(status_code=304, headers=exc.headers)
         detail = exc.detail if isinstance(exc.detail, str | dict | list) else str(exc.detail)
+        if _wants_page(request) and isinstance(detail, str):
+            return error_page(request, exc.status_code, detail)
         return JSONResponse({"detail": detail}, exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -225,7 +227,24 @@ def _install_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         # the type only: an exception's text may carry what the request sent
         log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; the console's log has the details"}, 500)
+        message = "internal error; the console's log has the details"
+        if _wants_page(request):
+            return error_page(request, 500, message)
+        return JSONResponse({"detail": message}, 500)
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    from egress.console.pages import error_page as page
+
+    return page(request, status, message)
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a page (not the API, not a script): errors come back as HTML."""
+    path = request.url.path
+    if path.startswith(("/api/", "/docs", "/openapi", "/healthz", "/metrics", "/static/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
 
 
 def _hint(error: Mapping[str, Any]) -> str:
@@ -246,7 +265,7 @@ def create_app(
     check_verify: Any = True,
 ) -> FastAPI:
     """The console app over ``store`` (a :class:`Store` or a database URL / path)."""
-    from egress.console import api, pages
+    from egress.console import api, pages, traffic
 
     the_store = Store(store) if isinstance(store, str) else store
     app = FastAPI(
@@ -280,6 +299,7 @@ def create_app(
     app.add_middleware(api.PollFastPath)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(LimitBody, limit=MAX_BODY)
+    traffic.install(app)  # the traffic API and page, /metrics (outermost: counts every answer)
     return app
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +36,12 @@ from egress.console.store import KEEP, Keep, StaleVersion
 from egress.errors import ConfigError, Problem, URLError
 from egress.redact import Secret, mask_url, printable
 from egress.render import KINDS
+from egress.scope import in_scope
 from egress.settings.declaration import (
     FIELDS,
     Field,
     document_from_form,
+    field,
     field_of_problem,
     form_value,
 )
@@ -68,6 +69,7 @@ NAV: Final = (
     ("/routes", "routes", "Routes"),
     ("/preflight", "preflight", "Preflight"),
     ("/artifacts", "artifacts", "Artifacts"),
+    ("/traffic", "traffic", "Traffic"),
     ("/history", "history", "History"),
     ("/audit", "audit", "Audit"),
     ("/tokens", "tokens", "Tokens"),
@@ -125,34 +127,9 @@ def _service(request: Request) -> ConsoleService:
     return service
 
 
-_runs_lock = threading.Lock()
-
-
 def preflight_runs(request: Request) -> PreflightRuns:
-    """This app's preflight runs (made on first use), saving each record in the store."""
-    state = request.app.state
-    runs: PreflightRuns | None = getattr(state, "preflight_runs", None)
-    if runs is not None:
-        return runs
-    with _runs_lock:
-        runs = getattr(state, "preflight_runs", None)
-        if runs is None:
-            service = _service(request)
-            runs = PreflightRuns(
-                save=lambda run: _save_run(service, run),
-                timeout=service.check_timeout,
-                verify=service.check_verify,
-            )
-            state.preflight_runs = runs
-    return runs
-
-
-def _save_run(service: ConsoleService, run: PreflightRun) -> None:
-    verdict = run.verdict or "error"
-    service.store.save_preflight(
-        run.actor, run.version, verdict, [r.as_dict() for r in run.results]
-    )
-    service.store.audit(run.actor, "preflight", f"version {run.version}: {verdict}", run.address)
+    """The console's preflight runs: the service's, shared with the API's ``POST /check``."""
+    return _service(request).preflight
 
 
 def _notice(request: Request) -> dict[str, str] | None:
@@ -210,6 +187,23 @@ def _render(
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """An error a browser gets as a page (a stale form's CSRF token, an unknown path, a bug)
+    instead of the API's JSON; ``message`` is the handler's own sentence, never the input."""
+    titles = {403: "Not allowed", 404: "Not found", 413: "Too large", 500: "Something went wrong"}
+    return _render(
+        request,
+        "error.html",
+        page="",
+        title=titles.get(status, "Request refused"),
+        user=None,
+        status=status,
+        message=message,
+        link="/",
+        link_text="Back to the console",
+    )
 
 
 def _fail(text: str, link: str = "", link_text: str = "") -> dict[str, str]:
@@ -334,14 +328,14 @@ def _overview(
     proxy_line = ""
     facts: list[tuple[str, str]] = []
     if settings is not None:
-        routes = service.catalog_routes()
+        rows = in_scope(settings)  # what this platform uses: core, its warehouses, its features
         switched_on = settings.with_enabled(True).router()
         via = sum(
             1
-            for d, decision in routes
-            if switched_on.decide(decision.url, warehouse=d.warehouse).route in ("proxy", "tunnel")
+            for row in rows
+            if switched_on.decide(row.url, warehouse=row.warehouse).route in ("proxy", "tunnel")
         )
-        counts = {"total": len(routes), "via_proxy_on": via}
+        counts = {"total": len(rows), "via_proxy_on": via}
         proxy_line = _proxy_line(settings)
         p = settings.proxy
         facts = [
@@ -499,7 +493,10 @@ def _settings_page(
         user=user,
         status=status,
         notice=notice,
-        groups=_groups(texts, by_field),
+        # what was typed is kept, but a password written into a URL is never sent back
+        groups=_groups(
+            {k: v if field(k).kind == "pem" else mask_url(v) for k, v in texts.items()}, by_field
+        ),
         expected=expected,
         has_errors=bool(problems),
         error_count=len(problems),

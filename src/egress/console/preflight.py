@@ -32,6 +32,7 @@ from egress.check import DEFAULT_TIMEOUT, CheckResult, Probe, blocks, failed, ru
 from egress.redact import printable, scrub
 
 if TYPE_CHECKING:
+    from egress.console.store import PreflightRecord
     from egress.settings import Settings
     from egress.transport import VerifyTypes
 
@@ -108,6 +109,8 @@ class PreflightRun:
     results: list[CheckResult] = field(default_factory=list)
     verdict: Verdict | None = None
     error: str = ""
+    record: PreflightRecord | None = None
+    """The stored record, once the run's ``save`` has stored it."""
     _events: list[Event] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(

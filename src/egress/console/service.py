@@ -21,7 +21,17 @@ from egress.catalog import Destination, load_catalog
 from egress.console.auth import LoginLimits, TokenCache, digest, new_api_token
 from egress.console.diff import DiffLine, diff_documents, password_line
 from egress.console.poll import FreshNumber
-from egress.console.store import KEEP, Keep, PreflightRecord, StaleVersion, Store, Token, Version
+from egress.console.preflight import PreflightRun, PreflightRuns
+from egress.console.store import (
+    KEEP,
+    Keep,
+    PreflightRecord,
+    StaleVersion,
+    Store,
+    StoreError,
+    Token,
+    Version,
+)
 from egress.errors import ConfigError, Problem
 from egress.redact import Secret, printable
 from egress.render import KINDS, Artifact, RenderOptions, renderer
@@ -45,6 +55,17 @@ REFUSED_KEYS: Final = {
     ),
 }
 """``proxy.*`` keys a stored document may not hold, with the reason and the fix."""
+
+
+class PreflightBusy(Exception):
+    """A preflight is already running (one at a time); ``run_id`` names it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            "a preflight is already running; wait for it to end (the Preflight page follows it) "
+            "and run again"
+        )
+        self.run_id = run_id
 
 
 class NoSettings(Exception):
@@ -85,9 +106,28 @@ class ConsoleService:
     _cached: Current | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _fresh: FreshNumber = field(init=False, repr=False)
+    _preflight: PreflightRuns | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._fresh = FreshNumber(self.store.current_number)
+
+    @property
+    def preflight(self) -> PreflightRuns:
+        """The console's preflight runs (one at a time), for the page and the API alike; each
+        finished run is stored as a record and audited."""
+        with self._lock:
+            if self._preflight is None:
+                self._preflight = PreflightRuns(
+                    save=self._save_run, timeout=self.check_timeout, verify=self.check_verify
+                )
+            return self._preflight
+
+    def _save_run(self, run: PreflightRun) -> None:
+        verdict = run.verdict or "error"
+        run.record = self.store.save_preflight(
+            run.actor, run.version, verdict, [r.as_dict() for r in run.results]
+        )
+        self.store.audit(run.actor, "preflight", f"version {run.version}: {verdict}", run.address)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -147,12 +187,15 @@ class ConsoleService:
         return current.errors, current.warnings
 
     def _load(self, document: Mapping[str, Any], password: Secret | None, number: int) -> Settings:
-        return load_settings_from_mapping(
-            dict(document),
-            source=f"console version {number}",
-            env=os.environ if self.env is None else self.env,
-            password=password,
-        )
+        try:
+            return load_settings_from_mapping(
+                dict(document),
+                source=f"console version {number}",
+                env=os.environ if self.env is None else self.env,
+                password=password,
+            )
+        except ConfigError as exc:
+            raise ConfigError([_console_problem(p) for p in exc.problems], exc.warnings) from None
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -280,8 +323,10 @@ class ConsoleService:
     def check(
         self, urls: Sequence[str] = (), *, actor: str, address: str
     ) -> tuple[PreflightRecord, list[dict[str, object]]]:
-        """Run ``egress check`` on the current settings (plus ``urls``); the record is stored."""
-        from egress.check import failed, probes_for, run_checks
+        """Run ``egress check`` on the current settings (plus ``urls``) and wait for it; the
+        record is stored. A run already going (started from the page) is refused, not joined,
+        so the answer is always for this caller's URLs."""
+        from egress.check import probes_for
         from egress.router import parse_target
 
         for url in urls:
@@ -290,13 +335,15 @@ class ConsoleService:
         current = self.current()
         number = current.version.number if current.version is not None else 0
         probes = probes_for(settings, None, list(urls))
-        results = run_checks(settings, probes, timeout=self.check_timeout, verify=self.check_verify)
-        bad, warned = failed(results)
-        verdict = "failed" if bad else "warnings" if warned else "ok" if results else "empty"
-        rows = [r.as_dict() for r in results]
-        record = self.store.save_preflight(actor, number, verdict, rows)
-        self.store.audit(actor, "preflight", f"version {number}: {verdict}", address)
-        return record, rows
+        run, started = self.preflight.start(
+            settings, probes, actor=actor, version=number, address=address
+        )
+        if not started:
+            raise PreflightBusy(run.id)
+        run.wait()
+        if run.record is None:
+            raise StoreError(run.error or "the preflight's result was not stored")
+        return run.record, [r.as_dict() for r in run.results]
 
     # -- tokens ----------------------------------------------------------------------------------
 
@@ -316,3 +363,18 @@ class ConsoleService:
         self.tokens.clear()
         self.store.audit(actor, "token.revoke", f"{token.name!r} ({token.role})", address)
         return token
+
+
+def _console_problem(problem: Problem) -> Problem:
+    """A loader's problem as the console says it: the console keeps the proxy password itself,
+    so "password_file is missing" is about the password the operator has not typed yet."""
+    if problem.field == "proxy.password_file" and "missing" in problem.message:
+        return Problem(
+            "proxy.password",
+            "is missing while a proxy user name is set",
+            "type the proxy password, or clear the user name",
+        )
+    if "proxy.password_file" in problem.hint:  # e.g. credentials written into proxy.url
+        hint = problem.hint.replace("proxy.password_file", "the proxy password (stored apart)")
+        return Problem(problem.field, problem.message, hint)
+    return problem

@@ -12,7 +12,9 @@ never loads httpx and ``egress.Client`` never loads requests:
 - :mod:`~egress.transport.proxy_hop` (httpcore): the streams of the proxy pools, watched while
   a connection to the proxy is set up, to tell which hop failed;
 - :mod:`~egress.transport.clients` (httpx): ``Client``, ``AsyncClient`` and their transports;
-- :mod:`~egress.transport.requests_adapter` (requests): ``requests_session`` and its adapter.
+- :mod:`~egress.transport.requests_adapter` (requests): ``requests_session`` and its adapter;
+- :mod:`~egress.transport.follow`: following a live settings source (no HTTP library): which
+  snapshot a request starts in, and when the previous proxy's pools are closed.
 
 The httpx and requests names are importable from here too (``egress.transport.Client``); they
 are loaded on first use.
@@ -42,8 +44,10 @@ if TYPE_CHECKING:
         DEFAULT_LIMITS,
         DEFAULT_TIMEOUT,
         HTTPX_ERRORS,
+        SNAPSHOT_EXTENSION,
         AsyncClient,
         AsyncEgressTransport,
+        AsyncSourceTransport,
         Client,
         EgressTransport,
         HTTPXProxyAuthRequired,
@@ -53,6 +57,7 @@ if TYPE_CHECKING:
         HTTPXProxyTLSError,
         HTTPXProxyUnreachable,
         HTTPXUnsupportedRoute,
+        SourceTransport,
     )
     from egress.transport.requests_adapter import (
         REQUESTS_ERRORS,
@@ -63,6 +68,7 @@ if TYPE_CHECKING:
         RequestsProxyTLSError,
         RequestsProxyUnreachable,
         RequestsUnsupportedRoute,
+        SourceAdapter,
         requests_session,
     )
 
@@ -86,6 +92,9 @@ _LAZY = {
             "HTTPXProxyTLSError",
             "HTTPXProxyUnreachable",
             "HTTPXUnsupportedRoute",
+            "SNAPSHOT_EXTENSION",
+            "AsyncSourceTransport",
+            "SourceTransport",
         ),
         _HTTPX,
     ),
@@ -99,6 +108,7 @@ _LAZY = {
             "RequestsProxyTLSError",
             "RequestsProxyUnreachable",
             "RequestsUnsupportedRoute",
+            "SourceAdapter",
             "requests_session",
         ),
         _REQUESTS,
@@ -125,8 +135,10 @@ __all__ = [
     "HTTPX_ERRORS",
     "PLAIN_ERRORS",
     "REQUESTS_ERRORS",
+    "SNAPSHOT_EXTENSION",
     "AsyncClient",
     "AsyncEgressTransport",
+    "AsyncSourceTransport",
     "Client",
     "EgressAdapter",
     "EgressTransport",
@@ -149,6 +161,8 @@ __all__ = [
     "RequestsProxyTLSError",
     "RequestsProxyUnreachable",
     "RequestsUnsupportedRoute",
+    "SourceAdapter",
+    "SourceTransport",
     "VerifyTypes",
     "origin_ssl_context",
     "proxy_answer_detail",

@@ -43,12 +43,13 @@ one lookup of its origin's plan and pool, and nothing else.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio.to_thread
 import httpx
 
+from egress import observe
 from egress.errors import (
     ProxyAuthRequired,
     ProxyDenied,
@@ -60,6 +61,7 @@ from egress.errors import (
 )
 from egress.settings import ProxyURL, Settings
 from egress.transport.failures import ErrorClasses, HopFailure, refusal_by_proxy, scrub_chain
+from egress.transport.follow import Following
 from egress.transport.intercept import intercepted
 from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner, PoolKey
 from egress.transport.proxy_hop import (
@@ -80,13 +82,17 @@ if TYPE_CHECKING:
     from httpx._client import EventHook
     from httpx._types import AuthTypes, CookieTypes, HeaderTypes, QueryParamTypes, TimeoutTypes
 
+    from egress.sources import SettingsSource
+
 __all__ = [
     "DECISION_EXTENSION",
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
     "HTTPX_ERRORS",
+    "SNAPSHOT_EXTENSION",
     "AsyncClient",
     "AsyncEgressTransport",
+    "AsyncSourceTransport",
     "Client",
     "EgressTransport",
     "HTTPXProxyAuthRequired",
@@ -97,6 +103,7 @@ __all__ = [
     "HTTPXProxyUnreachable",
     "HTTPXTLSIntercepted",
     "HTTPXUnsupportedRoute",
+    "SourceTransport",
 ]
 
 DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS)
@@ -108,6 +115,9 @@ DEFAULT_MAX_REDIRECTS = 20
 DECISION_EXTENSION = "egress_decision"
 """``response.extensions[DECISION_EXTENSION]`` is the :class:`~egress.router.Decision` applied
 (the decision for the request's origin: its ``url`` is ``scheme://host[:port]``)."""
+SNAPSHOT_EXTENSION = "egress_snapshot"
+"""For a client following a source: ``response.extensions[SNAPSHOT_EXTENSION]`` is the
+:class:`~egress.sources.Snapshot` the request was planned and carried out with."""
 PLAN_CACHE_SIZE = 1024
 """Origins whose plan a transport keeps; past that the cache starts afresh."""
 
@@ -347,10 +357,15 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
         url = request.url
         route = self._routes.get((url.scheme, url.raw_host, url.port)) or self._route(url)
         plan, pool, proxied = route
+        observe.decision(plan.decision)
         if not proxied:
             if plan.connect_ip is not None:
                 request = self._pinned(request, plan)
-            response = pool.handle_request(request)
+            try:
+                response = pool.handle_request(request)
+            except httpx.TransportError as exc:
+                observe.hop_failure("origin", plan.decision, exc)
+                raise
             response.extensions[DECISION_EXTENSION] = plan.decision
             return response
         started = HOPS_STARTED[0]
@@ -361,6 +376,7 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
             if error is None:
                 probe = self._probe_interception(exc, request, plan, started)
                 error = probe() if probe is not None else None
+            observe.failed(plan.decision, error or exc, HTTPX_ERRORS)
             if error is not None:
                 raise error from exc
             raise
@@ -371,7 +387,9 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
                     response.read()  # so the connection to the proxy goes back to the pool
                 finally:
                     response.close()
-                raise refusal.error(HTTPX_ERRORS, self._planner.secrets)
+                error = refusal.error(HTTPX_ERRORS, self._planner.secrets)
+                observe.hop_failure(refusal.kind, plan.decision, error)
+                raise error
         response.extensions[DECISION_EXTENSION] = plan.decision
         return response
 
@@ -398,10 +416,15 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
         url = request.url
         route = self._routes.get((url.scheme, url.raw_host, url.port)) or self._route(url)
         plan, pool, proxied = route
+        observe.decision(plan.decision)
         if not proxied:
             if plan.connect_ip is not None:
                 request = self._pinned(request, plan)
-            response = await pool.handle_async_request(request)
+            try:
+                response = await pool.handle_async_request(request)
+            except httpx.TransportError as exc:
+                observe.hop_failure("origin", plan.decision, exc)
+                raise
             response.extensions[DECISION_EXTENSION] = plan.decision
             return response
         started = HOPS_STARTED[0]
@@ -412,6 +435,7 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
             if error is None:
                 probe = self._probe_interception(exc, request, plan, started)
                 error = await anyio.to_thread.run_sync(probe) if probe is not None else None
+            observe.failed(plan.decision, error or exc, HTTPX_ERRORS)
             if error is not None:
                 raise error from exc
             raise
@@ -422,7 +446,9 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
                     await response.aread()
                 finally:
                     await response.aclose()
-                raise refusal.error(HTTPX_ERRORS, self._planner.secrets)
+                error = refusal.error(HTTPX_ERRORS, self._planner.secrets)
+                observe.hop_failure(refusal.kind, plan.decision, error)
+                raise error
         response.extensions[DECISION_EXTENSION] = plan.decision
         return response
 
@@ -435,7 +461,183 @@ class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
 
 
 # ---------------------------------------------------------------------------------------------
+# Following a settings source (egress.sources; the bookkeeping is egress.transport.follow).
+
+
+def _share(new: _Routing[Any], owner: _Routing[Any]) -> None:
+    """``new`` uses ``owner``'s pools (their proxy settings are equal)."""
+    new._pools = owner._pools
+    new._lock = owner._lock
+
+
+class _ReleasingStream(httpx.SyncByteStream):
+    """A response body that tells its source transport when it is closed (the connection is
+    back in its pool, or gone): until then, the pools it came from stay open."""
+
+    def __init__(self, stream: httpx.SyncByteStream, release: Callable[[], None]) -> None:
+        self._stream = stream
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+
+class _AsyncReleasingStream(httpx.AsyncByteStream):
+    """The async twin of :class:`_ReleasingStream`."""
+
+    def __init__(
+        self, stream: httpx.AsyncByteStream, release: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._stream = stream
+        self._release: Callable[[], Awaitable[None]] | None = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                await release()
+
+
+class SourceTransport(httpx.BaseTransport):
+    """An httpx transport that follows a :class:`~egress.sources.SettingsSource`.
+
+    Each request takes the source's current snapshot when it starts and is planned and carried
+    out by that snapshot's :class:`EgressTransport` (``response.extensions`` carries the
+    snapshot under :data:`SNAPSHOT_EXTENSION`). Snapshots with the same proxy settings share
+    pools; when the proxy settings change, the previous pools are closed as soon as no request
+    (no open response) uses them. The source belongs to the caller: closing the transport does
+    not close it.
+    """
+
+    def __init__(self, source: SettingsSource, **options: Any) -> None:
+        self._following: Following[EgressTransport] = Following(
+            source, lambda settings: EgressTransport(settings, **options), _share
+        )
+
+    @property
+    def source(self) -> SettingsSource:
+        return self._following.source
+
+    @property
+    def settings(self) -> Settings:
+        return self._following.source.current().settings
+
+    def current(self) -> EgressTransport:
+        """The transport of the current snapshot."""
+        return self._following.current().transport
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        following = self._following
+        generation, done = following.enter()
+        for pools in done:
+            pools.owner.close()
+        pools_used = generation.pools
+
+        def release() -> None:
+            retired = following.leave(pools_used)
+            if retired is not None:
+                retired.owner.close()
+
+        try:
+            response = generation.transport.handle_request(request)
+        except BaseException:
+            release()
+            raise
+        response.extensions[SNAPSHOT_EXTENSION] = generation.snapshot
+        stream = response.stream
+        if isinstance(stream, httpx.SyncByteStream):
+            response.stream = _ReleasingStream(stream, release)
+        else:  # pragma: no cover - httpx's pools always answer with a sync stream here
+            release()
+        return response
+
+    def close(self) -> None:
+        for pools in self._following.close_all():
+            pools.owner.close()
+
+    def __repr__(self) -> str:
+        return f"<SourceTransport {self._following.source!r}>"
+
+
+class AsyncSourceTransport(httpx.AsyncBaseTransport):
+    """The async twin of :class:`SourceTransport`."""
+
+    def __init__(self, source: SettingsSource, **options: Any) -> None:
+        self._following: Following[AsyncEgressTransport] = Following(
+            source, lambda settings: AsyncEgressTransport(settings, **options), _share
+        )
+
+    @property
+    def source(self) -> SettingsSource:
+        return self._following.source
+
+    @property
+    def settings(self) -> Settings:
+        return self._following.source.current().settings
+
+    def current(self) -> AsyncEgressTransport:
+        """The transport of the current snapshot."""
+        return self._following.current().transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        following = self._following
+        generation, done = following.enter()
+        for pools in done:
+            await pools.owner.aclose()
+        pools_used = generation.pools
+
+        async def release() -> None:
+            retired = following.leave(pools_used)
+            if retired is not None:
+                await retired.owner.aclose()
+
+        try:
+            response = await generation.transport.handle_async_request(request)
+        except BaseException:
+            await release()
+            raise
+        response.extensions[SNAPSHOT_EXTENSION] = generation.snapshot
+        stream = response.stream
+        if isinstance(stream, httpx.AsyncByteStream):
+            response.stream = _AsyncReleasingStream(stream, release)
+        else:  # pragma: no cover
+            await release()
+        return response
+
+    async def aclose(self) -> None:
+        for pools in self._following.close_all():
+            await pools.owner.aclose()
+
+    def __repr__(self) -> str:
+        return f"<AsyncSourceTransport {self._following.source!r}>"
+
+
+# ---------------------------------------------------------------------------------------------
 # The clients.
+
+
+def _fixed(what: str, settings: Settings | None, source: SettingsSource | None) -> Settings | None:
+    """``settings`` for a client with fixed settings, None for one following ``source``;
+    exactly one of the two must be given."""
+    if source is not None and settings is not None:
+        raise TypeError(f"{what}: give settings or source=, not both")
+    if source is None and settings is None:
+        raise TypeError(f"{what}: give settings (egress.load_settings(...)) or source=")
+    return settings
 
 
 class Client(httpx.Client):
@@ -446,12 +648,16 @@ class Client(httpx.Client):
     (the router decides) and ``trust_env`` is always off (settings come from ``settings``).
     ``verify`` is the *origin* trust; the proxy's trust is ``settings.proxy``. ``limits`` and
     ``retries`` (connect retries) apply to each pool.
+
+    ``source=`` (an :mod:`egress.sources` source) instead of ``settings``: every request takes
+    the source's newest snapshot when it starts (see :class:`SourceTransport`).
     """
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | None = None,
         *,
+        source: SettingsSource | None = None,
         verify: VerifyTypes = True,
         timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         limits: httpx.Limits = DEFAULT_LIMITS,
@@ -465,7 +671,13 @@ class Client(httpx.Client):
         base_url: httpx.URL | str = "",
         event_hooks: Mapping[str, list[EventHook]] | None = None,
     ) -> None:
-        self._egress = EgressTransport(settings, verify=verify, limits=limits, retries=retries)
+        fixed = _fixed("egress.Client", settings, source)
+        options: dict[str, Any] = {"verify": verify, "limits": limits, "retries": retries}
+        self._egress: EgressTransport | SourceTransport = (
+            EgressTransport(fixed, **options)
+            if fixed is not None
+            else SourceTransport(source, **options)  # type: ignore[arg-type]
+        )
         super().__init__(
             auth=auth,
             params=params,
@@ -486,7 +698,15 @@ class Client(httpx.Client):
 
     @property
     def egress_transport(self) -> EgressTransport:
-        return self._egress
+        """The transport carrying requests now (with a source: its current snapshot's)."""
+        egress = self._egress
+        return egress.current() if isinstance(egress, SourceTransport) else egress
+
+    @property
+    def source(self) -> SettingsSource | None:
+        """The source followed, or None for fixed settings."""
+        egress = self._egress
+        return egress.source if isinstance(egress, SourceTransport) else None
 
     def __repr__(self) -> str:
         return f"<egress.Client {self._egress!r}>"
@@ -497,8 +717,9 @@ class AsyncClient(httpx.AsyncClient):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | None = None,
         *,
+        source: SettingsSource | None = None,
         verify: VerifyTypes = True,
         timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         limits: httpx.Limits = DEFAULT_LIMITS,
@@ -512,7 +733,13 @@ class AsyncClient(httpx.AsyncClient):
         base_url: httpx.URL | str = "",
         event_hooks: Mapping[str, list[EventHook]] | None = None,
     ) -> None:
-        self._egress = AsyncEgressTransport(settings, verify=verify, limits=limits, retries=retries)
+        fixed = _fixed("egress.AsyncClient", settings, source)
+        options: dict[str, Any] = {"verify": verify, "limits": limits, "retries": retries}
+        self._egress: AsyncEgressTransport | AsyncSourceTransport = (
+            AsyncEgressTransport(fixed, **options)
+            if fixed is not None
+            else AsyncSourceTransport(source, **options)  # type: ignore[arg-type]
+        )
         super().__init__(
             auth=auth,
             params=params,
@@ -533,7 +760,15 @@ class AsyncClient(httpx.AsyncClient):
 
     @property
     def egress_transport(self) -> AsyncEgressTransport:
-        return self._egress
+        """The transport carrying requests now (with a source: its current snapshot's)."""
+        egress = self._egress
+        return egress.current() if isinstance(egress, AsyncSourceTransport) else egress
+
+    @property
+    def source(self) -> SettingsSource | None:
+        """The source followed, or None for fixed settings."""
+        egress = self._egress
+        return egress.source if isinstance(egress, AsyncSourceTransport) else None
 
     def __repr__(self) -> str:
         return f"<egress.AsyncClient {self._egress!r}>"

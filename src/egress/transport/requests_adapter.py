@@ -38,17 +38,18 @@ import re
 import ssl
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.models import PreparedRequest
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 
+from egress import observe
 from egress.errors import (
     ProxyAuthRequired,
     ProxyDenied,
@@ -73,6 +74,7 @@ from egress.transport.failures import (
     refusal_by_proxy,
     scrub_chain,
 )
+from egress.transport.follow import Following
 from egress.transport.intercept import intercepted
 from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner, basic_token
 from egress.transport.trust import (
@@ -81,6 +83,9 @@ from egress.transport.trust import (
     origin_ssl_context,
     proxy_ssl_context,
 )
+
+if TYPE_CHECKING:
+    from egress.sources import SettingsSource
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -93,6 +98,7 @@ __all__ = [
     "RequestsProxyUnreachable",
     "RequestsTLSIntercepted",
     "RequestsUnsupportedRoute",
+    "SourceAdapter",
     "requests_session",
 ]
 
@@ -266,6 +272,7 @@ class EgressAdapter(HTTPAdapter):
         and the adapter's trust decide. Without ``timeout`` the adapter's applies.
         """
         plan = self._planner.plan(request.url or "")
+        observe.decision(plan.decision)
         if timeout is None:
             timeout = self.timeout
         outgoing = request
@@ -283,6 +290,7 @@ class EgressAdapter(HTTPAdapter):
             )
         except requests.RequestException as exc:
             if plan.pool.proxy is None:
+                observe.hop_failure("origin", plan.decision, exc)
                 raise
             scrub_chain(exc, self._planner.secrets)
             failure = self._failure(exc, plan, request.method or "GET", read_timeout)
@@ -298,9 +306,11 @@ class EgressAdapter(HTTPAdapter):
                 )
             if failure is not None:
                 error = failure.error(REQUESTS_ERRORS, self._planner.secrets)
+                observe.hop_failure(failure.kind, plan.decision, error)
                 if isinstance(error, requests.RequestException):
                     error.request = request
                 raise error from exc
+            observe.hop_failure("origin", plan.decision, exc)
             raise
         finally:
             _CONNECT_DEADLINE.reset(token)
@@ -325,6 +335,7 @@ class EgressAdapter(HTTPAdapter):
         if refusal is not None:
             response.close()
             error = refusal.error(REQUESTS_ERRORS, self._planner.secrets)
+            observe.hop_failure(refusal.kind, plan.decision, error)
             if isinstance(error, requests.RequestException):
                 error.request = request
                 error.response = response
@@ -468,9 +479,77 @@ def _pinned(request: PreparedRequest, ip: str) -> PreparedRequest:
     return pinned
 
 
+class SourceAdapter(BaseAdapter):
+    """A requests adapter that follows a :class:`~egress.sources.SettingsSource`.
+
+    Each request takes the source's current snapshot when it starts and is sent by that
+    snapshot's :class:`EgressAdapter` (``response.egress_snapshot`` is the snapshot). Snapshots
+    with the same proxy settings share pools; when they change, the previous adapter is closed
+    as soon as no ``send`` is in progress on it (a streamed body still being read keeps its
+    connection: urllib3 closes it when it comes back to the closed pool).
+    """
+
+    def __init__(self, source: SettingsSource, **options: Any) -> None:
+        super().__init__()
+        self._following: Following[EgressAdapter] = Following(
+            source, lambda settings: EgressAdapter(settings, **options), _share
+        )
+
+    @property
+    def source(self) -> SettingsSource:
+        return self._following.source
+
+    @property
+    def settings(self) -> Settings:
+        return self._following.source.current().settings
+
+    def current(self) -> EgressAdapter:
+        """The adapter of the current snapshot."""
+        return self._following.current().transport
+
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        following = self._following
+        generation, done = following.enter()
+        for pools in done:
+            pools.owner.close()
+        try:
+            response = generation.transport.send(
+                request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+            )
+        finally:
+            retired = following.leave(generation.pools)
+            if retired is not None:
+                retired.owner.close()
+        response.egress_snapshot = generation.snapshot  # type: ignore[attr-defined]
+        return response
+
+    def close(self) -> None:
+        for pools in self._following.close_all():
+            pools.owner.close()
+
+
+def _share(new: EgressAdapter, owner: EgressAdapter) -> None:
+    """``new`` uses ``owner``'s pools and trust objects (their proxy settings are equal; the
+    SSL context is part of urllib3's pool key, so it must be the same object)."""
+    new.poolmanager.clear()
+    new.poolmanager = owner.poolmanager
+    new.proxy_manager = owner.proxy_manager
+    new._origin_context = owner._origin_context
+    new._proxy_context = owner._proxy_context
+
+
 def requests_session(
-    settings: Settings,
+    settings: Settings | None = None,
     *,
+    source: SettingsSource | None = None,
     verify: VerifyTypes = True,
     timeout: float | tuple[float | None, float | None] | None = DEFAULT_TIMEOUT,
 ) -> requests.Session:
@@ -479,10 +558,22 @@ def requests_session(
     ``verify`` is the origin trust, as for ``egress.Client``: True (system roots + certifi +
     ``proxy.ca_file``), a CA file to add, an ``ssl.SSLContext`` to use as given, or False.
     ``timeout`` applies to requests sent without one (None: wait for ever, as requests does).
+    ``source=`` (an :mod:`egress.sources` source) instead of ``settings``: every request takes
+    the source's newest snapshot when it starts (:class:`SourceAdapter`).
     """
+    if source is not None and settings is not None:
+        raise TypeError("egress.requests_session: give settings or source=, not both")
     session = requests.Session()
     session.trust_env = False
-    adapter = EgressAdapter(settings, verify=verify, timeout=timeout)
+    adapter: BaseAdapter
+    if source is not None:
+        adapter = SourceAdapter(source, verify=verify, timeout=timeout)
+    elif settings is not None:
+        adapter = EgressAdapter(settings, verify=verify, timeout=timeout)
+    else:
+        raise TypeError(
+            "egress.requests_session: give settings (egress.load_settings(...)) or source="
+        )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

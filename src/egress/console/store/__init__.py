@@ -19,6 +19,7 @@ from egress.console.store.store import (
     Version,
     database_url,
 )
+from egress.console.store.traffic import TooManyComponents, TrafficEntry, TrafficRecord
 
 __all__ = [
     "KEEP",
@@ -31,6 +32,9 @@ __all__ = [
     "Store",
     "StoreError",
     "Token",
+    "TooManyComponents",
+    "TrafficEntry",
+    "TrafficRecord",
     "User",
     "Version",
     "database_url",

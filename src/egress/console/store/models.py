@@ -14,7 +14,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -27,6 +38,7 @@ __all__ = [
     "SettingsHeadRow",
     "SettingsVersionRow",
     "TokenRow",
+    "TrafficRow",
     "UTCDateTime",
     "UserRow",
 ]
@@ -156,3 +168,27 @@ class PreflightRow(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     verdict: Mapped[str] = mapped_column(String(40), nullable=False)
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+
+
+class TrafficRow(Base):
+    """What one component reported contacting: one row per (component, host, port, route,
+    rule), counts added up across reports (migration ``0002``)."""
+
+    __tablename__ = "traffic"
+    __table_args__ = (
+        UniqueConstraint("component", "host", "port", "route", "rule", name="uq_traffic_key"),
+        Index("ix_traffic_last_seen", "last_seen"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    component: Mapped[str] = mapped_column(String(100), nullable=False)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    port: Mapped[int] = mapped_column(Integer, nullable=False)
+    route: Mapped[str] = mapped_column(String(20), nullable=False)
+    rule: Mapped[str] = mapped_column(String(300), nullable=False)
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    failures: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_failure: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -58,6 +58,7 @@ from .models import (
     TokenRow,
     UserRow,
 )
+from .traffic import TrafficMethods
 
 __all__ = [
     "KEEP",
@@ -270,7 +271,7 @@ def _encode_userinfo(text: str) -> str:
     return text
 
 
-class Store:
+class Store(TrafficMethods):
     """The console's data on one database. Thread-safe; one instance per process is enough.
 
     Creating one checks the URL (and, for SQLite, that the file can be created); nothing connects
