@@ -645,6 +645,31 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_common(co, source=False)
     co.set_defaults(func=cmd_console)
+
+    wh = sub.add_parser(
+        "webhook",
+        help="the admission webhook: proxy variables, CA and settings injected into pods",
+        description="Serve the Kubernetes admission webhook over HTTPS (POST /mutate, GET "
+        "/healthz) until stopped (Ctrl-C or SIGTERM exit 0). Settings from --config F (re-read "
+        "when the file changes), else from the proxy variables.",
+    )
+    wh.add_argument("--config", metavar="F", help="egress.yaml (the egress-settings ConfigMap)")
+    wh.add_argument("--tls-cert", required=True, metavar="F", help="PEM certificate (chain)")
+    wh.add_argument("--tls-key", required=True, metavar="F", help="PEM private key")
+    wh.add_argument(
+        "--host",
+        default="0.0.0.0",
+        metavar="H",
+        help="address to listen on (default 0.0.0.0: the API server calls it through a Service)",
+    )
+    wh.add_argument(
+        "--port",
+        type=_port,
+        default=8443,
+        metavar="P",
+        help="port to listen on (default 8443; 0 picks a free one)",
+    )
+    wh.set_defaults(func=cmd_webhook)
     return parser
 
 
@@ -1088,6 +1113,24 @@ def cmd_console(args: argparse.Namespace, con: _Console) -> int:
     options = ServeOptions(db=args.db, host=args.host, port=args.port, import_file=args.import_file)
     con.keep_secret(os.environ.get("EGRESS_ADMIN_PASSWORD"))
     con.keep_url_secrets([args.db])
+
+    def say(line: str) -> None:
+        con.out(line)
+        con.stdout.flush()
+
+    return serve(options, env=os.environ, say=say)
+
+
+def cmd_webhook(args: argparse.Namespace, con: _Console) -> int:
+    from egress.webhook.server import WebhookOptions, serve
+
+    options = WebhookOptions(
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        config=args.config,
+        host=args.host,
+        port=args.port,
+    )
 
     def say(line: str) -> None:
         con.out(line)

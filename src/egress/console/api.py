@@ -316,9 +316,10 @@ class PollFastPath:
     ``If-None-Match`` naming the current version) is answered ``304`` before any routing.
 
     The same answer the route gives, for a fraction of the work: the token from the lookup
-    cache, the version number from :meth:`ConsoleService.poll_number`; no settings parsed, no
-    audit or session written. Anything else (no match, a bad token, other paths) goes on to the
-    app, which answers it in full.
+    cache, the version number from :meth:`ConsoleService.poll_number` (one query, shared by the
+    polls that arrive together, never a remembered number another console may have made stale);
+    no settings parsed, no audit or session written. Anything else (no match, a bad token,
+    other paths) goes on to the app, which answers it in full.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -333,7 +334,7 @@ class PollFastPath:
                 elif name == b"if-none-match":
                     if_none_match = value
             if authorization is not None and if_none_match is not None:
-                etag = self._unchanged(scope, authorization, if_none_match)
+                etag = await self._unchanged(scope, authorization, if_none_match)
                 if etag is not None:
                     await send(
                         {
@@ -347,7 +348,7 @@ class PollFastPath:
         await self.app(scope, receive, send)
 
     @staticmethod
-    def _unchanged(scope: Scope, authorization: bytes, if_none_match: bytes) -> bytes | None:
+    async def _unchanged(scope: Scope, authorization: bytes, if_none_match: bytes) -> bytes | None:
         scheme, _, value = authorization.partition(b" ")
         if scheme.lower() != b"bearer" or not value.startswith(TOKEN_PREFIX.encode()):
             return None
@@ -356,7 +357,7 @@ class PollFastPath:
         service: ConsoleService = scope["app"].state.console
         if service.tokens.lookup(service, digest(value.decode("ascii", "replace"))) is None:
             return None
-        etag = etag_of(service.poll_number())
+        etag = etag_of(await service.poll_number())
         return etag.encode() if _matches(if_none_match.decode("latin-1"), etag) else None
 
 
@@ -413,7 +414,7 @@ async def get_settings(
     service = _service(request)
     store = service.store
     if if_none_match is not None:
-        etag = etag_of(service.poll_number())
+        etag = etag_of(await service.poll_number())
         if _matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
     version = await run_in_threadpool(store.current)

@@ -9,6 +9,7 @@ never comes back in an error). Both middlewares are plain ASGI, so the poll path
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from egress.console.auth import RedirectToLogin, hash_password, new_admin_password
 from egress.console.service import ConsoleService, NoSettings
-from egress.console.store import KEEP, Keep, StaleVersion, Store, StoreError
+from egress.console.store import KEEP, AlreadyExists, Keep, StaleVersion, Store, StoreError
 from egress.errors import ConfigError, Problem, URLError
 from egress.redact import Secret, printable
 
@@ -337,18 +338,23 @@ def bootstrap(
                 proxy["ca_pem"] = data.decode("ascii", "replace")
         password: Secret | Keep = settings.proxy.password or KEEP
         service = ConsoleService(the_store)
-        service.save(
-            document,
-            actor="import",
-            address="",
-            expected=0,
-            password=password,
-            action="import",
-            note=f"imported {printable(Path(import_file).name)}",
-        )
+        # StaleVersion: another console on this store, started at the same time, imported first
+        with contextlib.suppress(StaleVersion):
+            service.save(
+                document,
+                actor="import",
+                address="",
+                expected=0,
+                password=password,
+                action="import",
+                note=f"imported {printable(Path(import_file).name)}",
+            )
     if the_store.user_count() == 0:
         secret = new_admin_password() if admin_password is None else admin_password
-        the_store.create_user(ADMIN, hash_password(secret))
+        try:
+            the_store.create_user(ADMIN, hash_password(secret))
+        except AlreadyExists:
+            return None  # another console created the admin at the same moment: its one stands
         the_store.audit("bootstrap", "user.create", ADMIN, "")
         return secret
     return None

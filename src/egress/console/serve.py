@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from egress.errors import EgressError
+from egress.errors import UsageError
 from egress.redact import mask_url
 
 DEFAULT_DB = "sqlite:///var/egress.db"
@@ -20,7 +20,7 @@ DEFAULT_PORT = 8080
 PASSWORD_VARIABLE = "EGRESS_ADMIN_PASSWORD"
 
 
-class ListenError(EgressError):
+class ListenError(UsageError):
     """The console's address cannot be bound (in use, not local, not allowed)."""
 
 

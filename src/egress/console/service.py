@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import os
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -21,6 +20,7 @@ from typing import Any, Final
 from egress.catalog import Destination, load_catalog
 from egress.console.auth import LoginLimits, TokenCache, digest, new_api_token
 from egress.console.diff import DiffLine, diff_documents, password_line
+from egress.console.poll import FreshNumber
 from egress.console.preflight import PreflightRun, PreflightRuns
 from egress.console.store import (
     KEEP,
@@ -37,9 +37,6 @@ from egress.redact import Secret, printable
 from egress.render import KINDS, Artifact, RenderOptions, renderer
 from egress.router import Decision, Rule, routing_notes
 from egress.settings import Settings, load_settings_from_mapping
-
-POLL_SECONDS: Final = 0.1
-"""How long the poll path trusts the current version number it last read from the store."""
 
 __all__ = ["KINDS", "ConsoleService", "Current", "NoSettings", "StaleVersion"]
 
@@ -108,8 +105,11 @@ class ConsoleService:
     tokens: TokenCache = field(default_factory=TokenCache)
     _cached: Current | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _poll: tuple[float, int] = field(default=(-1.0, 0), repr=False)
+    _fresh: FreshNumber = field(init=False, repr=False)
     _preflight: PreflightRuns | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._fresh = FreshNumber(self.store.current_number)
 
     @property
     def preflight(self) -> PreflightRuns:
@@ -135,17 +135,11 @@ class ConsoleService:
         """The current version's ETag, from one indexed query."""
         return etag_of(self.store.current_number())
 
-    def poll_number(self) -> int:
-        """The current version's number for the poll path: asked of the store at most once per
-        :data:`POLL_SECONDS` (a save made here is seen at once, one made by another console
-        process within that time), so a thousand pollers cost a few queries a second."""
-        now = time.monotonic()
-        at, number = self._poll
-        if now - at < POLL_SECONDS:
-            return number
-        number = self.store.current_number()
-        self._poll = (now, number)
-        return number
+    async def poll_number(self) -> int:
+        """The current version's number for the poll path, from a query that began after this
+        call did (another console on the same store may have saved a moment ago; see
+        :mod:`egress.console.poll`), shared with the polls that arrive meanwhile."""
+        return await self._fresh.get()
 
     def current(self) -> Current:
         """The current version, compiled once per version (and password generation)."""
@@ -239,12 +233,9 @@ class ConsoleService:
         """Validate ``document`` whole, then store it as a new version (atomically with the
         password change); ConfigError or StaleVersion store nothing. Audited."""
         clean, _ = self.check_document(document, password)
-        try:
-            version = self.store.save(
-                clean, author=actor, action=action, note=note, expected=expected, password=password
-            )
-        finally:
-            self._poll = (-1.0, 0)
+        version = self.store.save(
+            clean, author=actor, action=action, note=note, expected=expected, password=password
+        )
         detail = f"version {version.number}"
         if note:
             detail += f": {note}"

@@ -45,6 +45,7 @@ __all__ = [
     "NoProxyList",
     "environment",
     "no_proxy_list",
+    "proxy_url_with",
     "render",
 ]
 
@@ -73,6 +74,9 @@ class Variable:
     value: str
     secret_value: str | None = field(default=None, repr=False)
     """The value with credentials, for the Secret only; None when it is the same."""
+    url: ProxyURL | None = None
+    """The proxy this variable names (HTTP(S)_PROXY, GRPC_PROXY), for a consumer that adds
+    credentials its own way (the admission webhook: a reference to a Secret)."""
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,18 @@ class EnvFile:
 
 
 def _with_credentials(url: ProxyURL, username: str, password: str) -> str:
-    user = quote(username, safe="")
-    secret = quote(password, safe="")
-    return f"{url.scheme}://{user}:{secret}@{url.netloc}"
+    return proxy_url_with(url, username, quote(password, safe=""))
+
+
+def proxy_url_with(url: ProxyURL, username: str, password_text: str) -> str:
+    """``url`` with ``username`` (percent-encoded) and ``password_text`` as given, which the
+    caller has encoded or which is a reference such as Kubernetes' ``$(EGRESS_PROXY_PASSWORD)``.
+
+    >>> from egress.settings import ProxyURL
+    >>> proxy_url_with(ProxyURL("http", "proxy", 3128), "svc@corp", "$(PW)")
+    'http://svc%40corp:$(PW)@proxy:3128'
+    """
+    return f"{url.scheme}://{quote(username, safe='')}:{password_text}@{url.netloc}"
 
 
 def _ca_configured(settings: Settings) -> bool:
@@ -175,7 +188,7 @@ def _proxy_sections(
 
     def var(name: str, url: ProxyURL) -> Variable:
         secret = _with_credentials(url, username, password) if has_credentials else None
-        return Variable(name, str(url), secret)
+        return Variable(name, str(url), secret, url)
 
     proxy_vars: list[Variable] = []
     if http is not None:

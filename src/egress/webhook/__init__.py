@@ -1,0 +1,1 @@
+"""The admission webhook: proxy variables, trust and settings injected into pods (issue 12)."""
