@@ -22,7 +22,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,10 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
 import httpx
+from tests.support.processes import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 1000
@@ -76,17 +78,6 @@ def wait_ready(url: str, deadline: float = 30.0) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {deadline:g} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server by its PID: SIGTERM, then SIGKILL after 10 s."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _ms(value: str, unit: str) -> float:
@@ -177,8 +168,8 @@ def main() -> int:
             b_rps, b_p50, b_p99, b_bad = median_runs(f"http://127.0.0.1:{base_port}/", {})
             c_rps, c_p50, c_p99, c_bad = median_runs(url, headers)
         finally:
-            stop(console)
-            stop(baseline)
+            stop_process(console)
+            stop_process(baseline)
 
     cpu = next(
         (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()

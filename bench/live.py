@@ -23,7 +23,6 @@ import http.server
 import os
 import platform
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import yaml  # noqa: E402
 from tests.support import names  # noqa: E402
 from tests.support.certs import generate_certs  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import stop_process  # noqa: E402
 from tests.support.squid import SQUID, SquidProxy  # noqa: E402
 
 import egress  # noqa: E402
@@ -82,17 +82,6 @@ def wait_ready(url: str, deadline: float = 30.0) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {deadline:g} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a process we started, by its PID: SIGTERM, then SIGKILL after 10 s."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def tokens(base: str) -> tuple[str, str]:
@@ -220,8 +209,8 @@ def main() -> int:
                 requests_sent = len(requester.seen)
         finally:
             if console is not None:
-                stop(console)
-            squid.stop()
+                stop_process(console)
+            squid.stop_process()
             origin.shutdown()
             origin.server_close()
 

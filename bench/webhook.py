@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import re
-import signal
 import ssl
 import statistics
 import subprocess
@@ -35,9 +34,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
 import httpx
 import trustme
 import yaml
+from tests.support.processes import stop_process
 
 from egress.settings import load_yaml
 from egress.webhook.admission import answer, plan
@@ -162,20 +164,9 @@ def start(config: Path, cert: Path, key: Path) -> tuple[subprocess.Popen[str], s
         printed += line
     found = re.search(r"egress webhook: (https://\S+)/mutate", printed)
     if not found:
-        stop(proc)
+        stop_process(proc)
         raise RuntimeError(f"the webhook did not start: {printed!r}")
     return proc, found.group(1)
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    """Stop the webhook by its PID: SIGTERM, then SIGKILL after 10 s."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def run(
@@ -302,7 +293,7 @@ def main() -> int:
             raw_health = run_raw(base, context, http_request("GET", "/healthz"))
             raw_mutate = run_raw(base, context, http_request("POST", "/mutate", body))
         finally:
-            stop(proc)
+            stop_process(proc)
     print(f"\n{'':36}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     rows = [
         ("httpx: POST /mutate (the webhook)", mutate),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "egress.yaml"
@@ -61,13 +61,7 @@ def console(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Iterato
         assert found, f"no URL printed: {printed!r} {proc.stderr.read() if proc.poll() else ''}"
         yield found.group(1), printed
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process(proc)
 
 
 @contextmanager

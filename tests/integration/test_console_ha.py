@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import httpx
 import psycopg
 import pytest
 from tests.support.postgres import PostgresServer
+from tests.support.processes import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -50,13 +50,7 @@ def database(postgres: PostgresServer) -> Iterator[str]:
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_process(proc)
     if proc.stdout is not None:
         proc.stdout.close()
 
