@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -401,14 +402,16 @@ class _Lazy(_Off):
 
 _state_lock = threading.RLock()
 _metrics: _Off = _Lazy()
-_by_registry: dict[int, _Metrics] = {}
-"""One set of counters per registry (a registry refuses the same name twice)."""
+_by_registry: weakref.WeakKeyDictionary[Any, _Metrics] = weakref.WeakKeyDictionary()
+"""One set of counters per registry (a registry refuses the same name twice), keyed by the
+registry itself: an ``id()`` key handed a new registry the counters of a collected one that had
+had the same address, so its metrics were missing."""
 
 
 def _registered(registry: Any) -> _Metrics:
-    found = _by_registry.get(id(registry))
+    found = _by_registry.get(registry)
     if found is None:
-        found = _by_registry[id(registry)] = _Metrics(registry)
+        found = _by_registry[registry] = _Metrics(registry)
     return found
 
 
