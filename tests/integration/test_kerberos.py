@@ -292,12 +292,11 @@ def test_requests_adapter_authenticates(
 ) -> None:
     mark = ksquid.access_log_mark()
     path = unique("krb-requests")
-    with egress.requests_session(negotiate(ksquid.negotiate_url)) as session:
+    settings = negotiate(ksquid.negotiate_url)
+    with egress.requests_session(settings, verify=certs.origin_ca) as session:
         for tls in (True, False, False):
             answer = session.get(
-                origin.url(names.API_SAAS, path + ("-tls" if tls else ""), tls=tls),
-                verify=str(certs.origin_ca),
-                timeout=10,
+                origin.url(names.API_SAAS, path + ("-tls" if tls else ""), tls=tls), timeout=10
             )
             assert answer.status_code == 200
     line = ksquid.wait_for_access_log(lambda e: path in e.url and e.method == "GET", since=mark)
