@@ -165,6 +165,8 @@ def _fail_fix(exc: BaseException, d: Decision, timeout: float) -> tuple[Status, 
             "purpose (proxy.ca_file), or ask the proxy team to exempt it from interception",
         )
     if isinstance(exc, ProxyAuthRequired):
+        if "Kerberos" in detail and hint:  # Negotiate: the cause (no ticket, SPN, ...) and its fix
+            return "proxy-auth-required", detail, hint
         return (
             "proxy-auth-required",
             detail,

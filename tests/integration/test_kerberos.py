@@ -27,6 +27,7 @@ from tests.support.squid import AccessLogLine
 
 import egress
 from egress import ProxyAuthRequired
+from egress.check import Probe, run_checks
 from egress.settings import Settings, load_settings_from_mapping
 from egress.transport.plan import Planner
 from egress.tunnel import open_upstream
@@ -318,3 +319,48 @@ def test_tunnel_authenticates_each_connection(
         sock.close()
     line = ksquid.wait_for_access_log(lambda e: e.method == "CONNECT", since=mark)
     assert line.user == CLIENT_PRINCIPAL
+
+
+def test_check_reports_proxy_auth_required_with_the_kerberos_cause(
+    ksquid: NegotiateSquid,
+    origin: FakeOrigin,
+    certs: CertBundle,
+    ccache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = negotiate(ksquid.negotiate_url)
+    url = origin.url(names.API_SAAS, "/krb-check")
+    (ok,) = run_checks(settings, [Probe(url)], timeout=5, verify=certs.origin_ca)
+    assert ok.status == "ok", ok
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{ccache}.gone")
+    (result,) = run_checks(settings, [Probe(url)], timeout=5, verify=certs.origin_ca)
+    assert result.status == "proxy-auth-required"
+    assert "no Kerberos ticket" in result.detail and "kinit" in result.fix
+
+
+def test_requests_adapter_without_a_ticket(
+    ksquid: NegotiateSquid,
+    origin: FakeOrigin,
+    certs: CertBundle,
+    ccache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{ccache}.gone")
+    settings = negotiate(ksquid.negotiate_url)
+    for tls in (True, False):
+        with (
+            egress.requests_session(settings, verify=certs.origin_ca) as session,
+            pytest.raises(ProxyAuthRequired, match="no Kerberos ticket"),
+        ):
+            session.get(origin.url(names.API_SAAS, "/krb-requests-none", tls=tls), timeout=5)
+
+
+def test_tunnel_without_a_ticket(
+    ksquid: NegotiateSquid, postgres: PostgresServer, ccache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{ccache}.gone")
+    settings = negotiate(ksquid.negotiate_url)
+    decision = settings.router().decide(f"tcp://{names.PG_HOST}:{postgres.port}")
+    with pytest.raises(ProxyAuthRequired, match="no Kerberos ticket") as exc:
+        open_upstream(decision, Planner(settings), timeout=10)
+    assert exc.value.hop == "proxy-connect"
