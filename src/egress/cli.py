@@ -729,6 +729,9 @@ def cmd_explain(args: argparse.Namespace, con: _Console) -> int:
     if args.json:
         payload: dict[str, object] = dict(decision.as_dict())
         payload["url"] = mask_url(decision.url)
+        auth = settings.proxy.auth_shown(decision.proxy_url)
+        if auth is not None and decision.route in ("proxy", "tunnel"):
+            payload["auth"] = auth
         if decision.route == "tunnel":
             payload["note"] = _tunnel_note(decision)
         if args.all_rules:
@@ -745,6 +748,9 @@ def cmd_explain(args: argparse.Namespace, con: _Console) -> int:
         con.json(payload, indent=2 if args.all_rules else None)
         return Exit.OK
     _print_decision(decision, con)
+    auth = settings.proxy.auth_shown(decision.proxy_url)
+    if auth is not None and decision.route in ("proxy", "tunnel"):
+        con.out(f"  auth    {printable(auth)}")
     if decision.route == "tunnel":
         con.out(f"  note    {_tunnel_note(decision)}")
     if args.all_rules:

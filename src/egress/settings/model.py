@@ -107,6 +107,25 @@ class ProxySettings:
     def display(self, proxy: ProxyURL | None) -> str | None:
         return None if proxy is None else proxy.display(self.username)
 
+    def auth_shown(self, proxy: ProxyURL | None) -> str | None:
+        """How egress authenticates to ``proxy``, for people (never a secret); None: it does not.
+
+        >>> url = ProxyURL("http", "proxy.corp", 3128)
+        >>> ProxySettings(auth="negotiate", kerberos=KerberosSettings()).auth_shown(url)
+        'negotiate (Kerberos to HTTP/proxy.corp; identity: the credential cache)'
+        """
+        if self.auth == "basic":
+            return f"basic (user {self.username})"
+        if self.auth == "negotiate" and self.kerberos is not None and proxy is not None:
+            k = self.kerberos
+            who = (
+                f"{k.principal} from the keytab {k.keytab}"
+                if k.keytab and k.principal
+                else "the credential cache"
+            )
+            return f"negotiate (Kerberos to {k.spn_for(proxy)}; identity: {who})"
+        return None
+
 
 @dataclass(frozen=True)
 class Deployment:
