@@ -810,6 +810,10 @@ def cmd_validate(args: argparse.Namespace, con: _Console) -> int:
     try:
         settings = _load(args, con)
         errors, warnings = [], [*settings.warnings, *routing_notes(settings.router())]
+        if settings.proxy.auth == "negotiate":
+            from egress.kerberos import credential_warnings
+
+            warnings += credential_warnings(settings)
     except ConfigError as exc:
         errors, warnings = list(exc.problems), list(exc.warnings)
     valid = not errors

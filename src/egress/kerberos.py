@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
 import threading
 import time
 from typing import Any, Final
 
+from egress.errors import Problem
 from egress.redact import printable, shown
-from egress.settings import KerberosSettings, ProxyURL
+from egress.settings import KerberosSettings, ProxyURL, Settings
 
 SPNEGO_OID: Final = "1.3.6.1.5.5.2"
 """The mechanism of HTTP Negotiate (SPNEGO), which carries the Kerberos token."""
@@ -235,3 +237,48 @@ def _cause(exc: Exception) -> str:
     ):
         return "no-ticket"
     return "other"
+
+
+def credential_warnings(settings: Settings) -> list[Problem]:
+    """What ``egress validate`` can tell about the Kerberos identity without a network: with
+    ``negotiate`` and no keytab, whether the credential cache holds a ticket that has not
+    expired (the check reads the cache only; a ``KRB5_CLIENT_KTNAME`` keytab is not tried)."""
+    proxy = settings.proxy
+    k = proxy.kerberos
+    if proxy.auth != "negotiate" or k is None or k.keytab is not None:
+        return []
+    if os.environ.get("KRB5_CLIENT_KTNAME"):
+        return []
+    try:
+        gssapi = _gssapi()
+    except KerberosFailure as exc:
+        return [Problem("proxy.auth", exc.message, exc.hint)]
+    try:
+        lifetime = gssapi.Credentials(usage="initiate").lifetime
+    except gssapi.exceptions.GSSError as exc:
+        cause = _cause(exc)
+        if cause == "expired":
+            return [
+                Problem(
+                    "proxy.auth",
+                    f"the Kerberos ticket in the credential cache has expired ({_words(exc)})",
+                    "renew it with kinit, or set proxy.kerberos.keytab and principal",
+                )
+            ]
+        return [
+            Problem(
+                "proxy.auth",
+                f"no Kerberos ticket in the credential cache ({_words(exc)})",
+                "run kinit for the platform's principal, or set proxy.kerberos.keytab and "
+                "principal (or KRB5_CLIENT_KTNAME)",
+            )
+        ]
+    if lifetime is not None and lifetime <= 0:
+        return [
+            Problem(
+                "proxy.auth",
+                "the Kerberos ticket in the credential cache has expired",
+                "renew it with kinit, or set proxy.kerberos.keytab and principal",
+            )
+        ]
+    return []

@@ -364,3 +364,23 @@ def test_tunnel_without_a_ticket(
     with pytest.raises(ProxyAuthRequired, match="no Kerberos ticket") as exc:
         open_upstream(decision, Planner(settings), timeout=10)
     assert exc.value.hop == "proxy-connect"
+
+
+def test_validate_checks_the_credential_cache(
+    kdc: KDC,
+    ksquid: NegotiateSquid,
+    ccache: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from egress import cli
+
+    config = tmp_path / "egress.yaml"
+    config.write_text(f"proxy: {{url: '{ksquid.negotiate_url}', auth: negotiate}}\n")
+    assert cli.main(["validate", "--config", str(config)]) == 0
+    assert "Kerberos" not in capsys.readouterr().out
+    kdc.kinit(ccache, lifetime="1s")
+    time.sleep(2)
+    assert cli.main(["validate", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "proxy.auth: the Kerberos ticket in the credential cache has expired" in out, out
