@@ -349,13 +349,15 @@ def _intercepting_issuer(settings: Settings, d: Decision, deadline: float) -> st
     cas = operator_cas(settings.proxy)
     if cas is None:
         return None
+    planner = Planner(settings)
     return intercepting_issuer(
         proxy,
         d.target.host_text,
         d.target.port or 443,
         operator_cas=cas,
         proxy_context=proxy_ssl_context(settings.proxy) if proxy.scheme == "https" else None,
-        credentials=Planner(settings).credentials,
+        credentials=planner.credentials,
+        authorization=planner.authorization(proxy),
         timeout=max(0.05, deadline - time.monotonic()),
     )
 
