@@ -384,3 +384,27 @@ def test_validate_checks_the_credential_cache(
     assert cli.main(["validate", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "proxy.auth: the Kerberos ticket in the credential cache has expired" in out, out
+
+
+def test_an_https_proxy_gets_its_tls_first_then_the_token(
+    ksquid: NegotiateSquid, origin: FakeOrigin, certs: CertBundle, ccache: Path
+) -> None:
+    url = f"https://localhost:{ksquid.https_auth_port}"
+    settings = load_settings_from_mapping(
+        {"proxy": {"url": url, "auth": "negotiate", "ca_file": str(certs.proxy_ca)}}, env={}
+    )
+    mark = ksquid.access_log_mark()
+    path = unique("krb-tls-proxy")
+    with egress.Client(settings, verify=certs.origin_ca) as client:
+        assert client.get(origin.url(names.API_SAAS, path)).status_code == 200
+        assert client.get(origin.url(names.API_SAAS, path, tls=False)).status_code == 200
+    line = ksquid.wait_for_access_log(lambda e: path in e.url, since=mark)
+    assert (line.user, line.port) == (CLIENT_PRINCIPAL, ksquid.https_auth_port)
+    wrong = load_settings_from_mapping(
+        {"proxy": {"url": url, "auth": "negotiate", "ca_file": str(certs.wrong_ca)}}, env={}
+    )
+    with (
+        egress.Client(wrong, verify=certs.origin_ca) as client,
+        pytest.raises(egress.ProxyTLSError),
+    ):
+        client.get(origin.url(names.API_SAAS, path))
