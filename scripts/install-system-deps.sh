@@ -13,6 +13,12 @@
 #   chromium         /usr/bin/chromium (tests/browser: Playwright drives Debian's Chromium through
 #                    executable_path; Playwright never downloads a browser)
 #   wrk              /usr/bin/wrk (bench/console.py: 1,000 keep-alive pollers of the console)
+#   krb5-kdc krb5-admin-server krb5-user  an MIT KDC, kadmin.local and kinit for the Negotiate
+#                    proxy-auth tests (tests/support/kerberos.py)
+#   libkrb5-dev      krb5-config and headers: pip builds the `gssapi` package from source with it
+#
+# The Kerberos packages are downloaded first, then installed without a network (unshare -n):
+# krb5-config's debconf script otherwise looks up _kerberos._tcp SRV records of a default realm.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -41,9 +47,24 @@ have_chromium() {
 have_wrk() {
     command -v wrk >/dev/null 2>&1
 }
+have_krb5_kdc() {
+    [[ -x /usr/sbin/krb5kdc ]]
+}
+have_krb5_admin_server() {
+    [[ -x /usr/sbin/kadmin.local ]]
+}
+have_krb5_user() {
+    command -v kinit >/dev/null 2>&1 && command -v klist >/dev/null 2>&1
+}
+have_libkrb5_dev() {
+    command -v krb5-config >/dev/null 2>&1 && [[ -f /usr/include/gssapi/gssapi.h ]]
+}
 
 # package name -> check function, in install order
-packages=(squid-openssl postgresql nodejs curl node-proxy-from-env socat chromium wrk)
+packages=(squid-openssl postgresql nodejs curl node-proxy-from-env socat chromium wrk
+    krb5-kdc krb5-admin-server krb5-user libkrb5-dev)
+# installed offline after a download-only step (see the header)
+offline=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev)
 declare -A checks=(
     [squid-openssl]=have_squid_openssl
     [postgresql]=have_postgresql
@@ -53,6 +74,10 @@ declare -A checks=(
     [socat]=have_socat
     [chromium]=have_chromium
     [wrk]=have_wrk
+    [krb5-kdc]=have_krb5_kdc
+    [krb5-admin-server]=have_krb5_admin_server
+    [krb5-user]=have_krb5_user
+    [libkrb5-dev]=have_libkrb5_dev
 )
 
 # Another apt/dpkg run may be going on (e.g. a background install at image start): wait for it
@@ -99,7 +124,26 @@ if ((${#missing[@]} > 0)); then
     apt-get -o DPkg::Lock::Timeout=900 update -q
     wait_for_dpkg_lock
     # squid-openssl conflicts with the GnuTLS `squid` package; apt replaces it
-    apt-get -o DPkg::Lock::Timeout=900 install -y -q "${missing[@]}"
+    online=()
+    quiet=()
+    for pkg in "${missing[@]}"; do
+        if [[ " ${offline[*]} " == *" $pkg "* ]]; then
+            quiet+=("$pkg")
+        else
+            online+=("$pkg")
+        fi
+    done
+    if ((${#online[@]} > 0)); then
+        apt-get -o DPkg::Lock::Timeout=900 install -y -q "${online[@]}"
+    fi
+    if ((${#quiet[@]} > 0)); then
+        apt-get -o DPkg::Lock::Timeout=900 install -y -q --download-only \
+            --no-install-recommends "${quiet[@]}"
+        wait_for_dpkg_lock
+        # no network namespace: nothing in a maintainer script can look anything up
+        unshare -n apt-get -o DPkg::Lock::Timeout=900 install -y -q \
+            --no-install-recommends "${quiet[@]}"
+    fi
 fi
 
 status=0

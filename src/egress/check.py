@@ -165,6 +165,8 @@ def _fail_fix(exc: BaseException, d: Decision, timeout: float) -> tuple[Status, 
             "purpose (proxy.ca_file), or ask the proxy team to exempt it from interception",
         )
     if isinstance(exc, ProxyAuthRequired):
+        if "Kerberos" in detail and hint:  # Negotiate: the cause (no ticket, SPN, ...) and its fix
+            return "proxy-auth-required", detail, hint
         return (
             "proxy-auth-required",
             detail,
@@ -347,13 +349,15 @@ def _intercepting_issuer(settings: Settings, d: Decision, deadline: float) -> st
     cas = operator_cas(settings.proxy)
     if cas is None:
         return None
+    planner = Planner(settings)
     return intercepting_issuer(
         proxy,
         d.target.host_text,
         d.target.port or 443,
         operator_cas=cas,
         proxy_context=proxy_ssl_context(settings.proxy) if proxy.scheme == "https" else None,
-        credentials=Planner(settings).credentials,
+        credentials=planner.credentials,
+        authorization=planner.authorization(proxy),
         timeout=max(0.05, deadline - time.monotonic()),
     )
 

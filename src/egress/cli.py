@@ -754,6 +754,9 @@ def cmd_explain(args: argparse.Namespace, con: _Console) -> int:
     if args.json:
         payload: dict[str, object] = dict(decision.as_dict())
         payload["url"] = mask_url(decision.url)
+        auth = settings.proxy.auth_shown(decision.proxy_url)
+        if auth is not None and decision.route in ("proxy", "tunnel"):
+            payload["auth"] = auth
         if decision.route == "tunnel":
             payload["note"] = _tunnel_note(decision)
         if args.all_rules:
@@ -770,6 +773,9 @@ def cmd_explain(args: argparse.Namespace, con: _Console) -> int:
         con.json(payload, indent=2 if args.all_rules else None)
         return Exit.OK
     _print_decision(decision, con)
+    auth = settings.proxy.auth_shown(decision.proxy_url)
+    if auth is not None and decision.route in ("proxy", "tunnel"):
+        con.out(f"  auth    {printable(auth)}")
     if decision.route == "tunnel":
         con.out(f"  note    {_tunnel_note(decision)}")
     if args.all_rules:
@@ -829,6 +835,10 @@ def cmd_validate(args: argparse.Namespace, con: _Console) -> int:
     try:
         settings = _load(args, con)
         errors, warnings = [], [*settings.warnings, *routing_notes(settings.router())]
+        if settings.proxy.auth == "negotiate":
+            from egress.kerberos import credential_warnings
+
+            warnings += credential_warnings(settings)
     except ConfigError as exc:
         errors, warnings = list(exc.problems), list(exc.warnings)
     valid = not errors

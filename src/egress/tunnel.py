@@ -36,6 +36,7 @@ from types import TracebackType
 
 from egress import observe
 from egress.errors import EgressTransportError, UnsupportedRoute, URLError
+from egress.kerberos import KerberosFailure
 from egress.redact import printable, shown
 from egress.router import Decision
 from egress.settings import Settings
@@ -45,6 +46,7 @@ from egress.transport.failures import (
     HopFailure,
     NoAnswer,
     connect_answer,
+    kerberos_failed,
     proxy_answer_detail,
     proxy_no_answer,
     proxy_refused,
@@ -154,8 +156,16 @@ def open_upstream(
                 _fail(proxy_tls_failed(decision, reason_of(exc), certificate=False), planner, exc)
         data = bytearray()
         why: NoAnswer | None = None
+        mint = planner.authorization(proxy)
+        authorization: str | None = None
+        try:  # with Negotiate: a fresh Kerberos token for this connection alone
+            authorization = mint() if mint is not None else None
+        except KerberosFailure as exc:
+            _fail(kerberos_failed(decision, exc, "proxy-connect"), planner, exc)
         try:
-            sock.sendall(connect_request(decision.target.authority, planner.credentials))
+            sock.sendall(
+                connect_request(decision.target.authority, planner.credentials, authorization)
+            )
             while b"\r\n\r\n" not in data:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -192,6 +202,7 @@ def open_upstream(
                 reason_phrase=printable(phrase),
                 detail=detail,
                 username=username,
+                spn=planner.spn(proxy),
             )
             if status == 403:
                 failure = _denied_port(failure, decision)

@@ -209,6 +209,8 @@ class SquidProxy:
         self.cache_log_path = self.workdir / "cache.log"
         self._stderr_path = self.workdir / "squid.stderr"
         self._proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] | None = None
+        """Squid's environment (None: this process's); its auth helpers inherit it."""
         self._render()
 
     # -- addresses -------------------------------------------------------------------------
@@ -273,6 +275,7 @@ class SquidProxy:
                 stdout=err,
                 stderr=err,
                 cwd=self.workdir,
+                env=self.env,
             )
         try:
             wait_until(

@@ -802,9 +802,10 @@ USED_BY_ANOTHER = {
 """Declared for a library egress uses, which imports it itself."""
 CONSOLE_EXTRAS = ("console", "postgres")
 """The extras only ``src/egress/console/`` (and the CLI's ``console`` command) may import."""
-OPTIONAL_EXTRAS = ("metrics",)
+OPTIONAL_EXTRAS = ("metrics", "kerberos")
 """The extras the library may import only lazily and optionally: inside a function, guarded by
-``except ImportError`` (``egress.observe``: metrics are no-ops without prometheus_client)."""
+``except ImportError`` (``egress.observe``: metrics are no-ops without prometheus_client;
+``egress.kerberos``: gssapi only when ``proxy.auth`` is negotiate)."""
 
 
 def _requirements(group: str | None = None) -> list[str]:

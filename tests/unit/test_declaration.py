@@ -83,7 +83,7 @@ def test_declaration_is_well_formed() -> None:
         assert bool(f.choices) == (f.kind == "choice" or f.path in ("warehouses", "features"))
         assert field(f.path) is f
     with pytest.raises(KeyError):
-        field("proxy.auth")
+        field("proxy.nope")
     assert field("warehouses").choices == tuple(WAREHOUSES)
     assert field("features").choices == known_features()
 
@@ -91,6 +91,7 @@ def test_declaration_is_well_formed() -> None:
 def test_the_console_never_gets_a_server_path_and_the_password_is_not_yaml() -> None:
     assert not field("proxy.password_file").console
     assert not field("proxy.ca_file").console
+    assert not field("proxy.kerberos.keytab").console
     assert field("proxy.password").kind == "secret" and not field("proxy.password").yaml
     assert field("proxy.ca_pem").kind == "pem" and field("proxy.ca_pem").console
     assert [f.path for f in FIELDS if not f.yaml] == ["proxy.password"]
@@ -106,6 +107,10 @@ def test_design_section_4_fields_are_all_declared() -> None:
         "proxy.type",
         "proxy.username",
         "proxy.password_file",
+        "proxy.auth",
+        "proxy.kerberos.keytab",
+        "proxy.kerberos.principal",
+        "proxy.kerberos.spn",
         "proxy.ca_file",
         "proxy.ca_pem",
         "proxy.verify",
@@ -127,6 +132,10 @@ def test_loader_keys_come_from_the_declaration() -> None:
     assert yaml_keys() == egress_yaml.TOP_KEYS
     assert yaml_keys("proxy") == egress_yaml.PROXY_KEYS
     assert yaml_keys("deployment") == egress_yaml.DEPLOYMENT_KEYS
+    assert (
+        yaml_keys("proxy.kerberos") == egress_yaml.KERBEROS_KEYS == ("keytab", "principal", "spn")
+    )
+    assert "kerberos" in egress_yaml.PROXY_KEYS
     assert set(egress_yaml.READERS) == set(KINDS) - {"secret"}
 
 
@@ -159,7 +168,14 @@ def test_every_declared_key_is_read_by_the_loader_under_its_name(f: Field) -> No
 
 @pytest.mark.parametrize(
     "path",
-    ["nope", "proxy.password", "proxy.auth", "proxy.kerberos", "deployment.namespace", "Proxy"],
+    [
+        "nope",
+        "proxy.password",
+        "proxy.ntlm",
+        "proxy.kerberos.realm",
+        "deployment.namespace",
+        "Proxy",
+    ],
 )
 def test_undeclared_keys_are_refused_by_both(path: str) -> None:
     document = set_path({}, path, None)

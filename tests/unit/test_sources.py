@@ -479,7 +479,10 @@ def test_client_follows_a_file_and_retires_old_pools_only_when_unused(tmp_path: 
         old_version = first.extensions[SNAPSHOT_EXTENSION].version
         with client.stream("GET", origin.url + "/slow") as slow:  # in flight across the change
             wait_for(lambda: origin.open == 1, "one kept-alive connection")
-            path.write_text(yaml_doc(False, "http://proxy-b.test:3128"))  # another proxy
+            # another proxy, written whole at once: a truncate-then-write could be read empty
+            staged = tmp_path / "egress.yaml.new"
+            staged.write_text(yaml_doc(False, "http://proxy-b.test:3128"))
+            os.replace(staged, path)
             wait_for(lambda: source.current().version != old_version, "the new settings")
             second = client.get(origin.url + "/")
             assert second.extensions[SNAPSHOT_EXTENSION].version != old_version

@@ -73,6 +73,20 @@ MAX_ARG_STRLEN = 131072
 NO_PROXY_NAMES = ("NO_PROXY", "no_proxy")
 
 
+def negotiate_warning(settings: Settings) -> str | None:
+    """The warning of an artifact for other runtimes when egress answers the proxy with
+    Kerberos (Negotiate): no environment variable or chart value can carry it."""
+    proxy = settings.proxy
+    if proxy.auth != "negotiate" or not (proxy.enabled and proxy.configured):
+        return None
+    return (
+        "proxy.auth is negotiate (Kerberos), which no proxy environment variable or chart value "
+        "can carry: other runtimes reach this proxy only with their own Kerberos support (curl "
+        "--proxy-negotiate -U :, Java with a JAAS login and Negotiate proxy auth, Go with a "
+        "SPNEGO library); see the README, Kerberos (Negotiate) proxy authentication"
+    )
+
+
 def check_env_size(name: str, value: str, field: str | None = None) -> None:
     """Raise :class:`ConfigError` when ``NAME=value`` is too large for Linux to pass to a process.
 

@@ -32,7 +32,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from egress.render import NO_PROXY_NAMES, Artifact, RenderOptions, check_env_artifact
+from egress.render import (
+    NO_PROXY_NAMES,
+    Artifact,
+    RenderOptions,
+    check_env_artifact,
+    negotiate_warning,
+)
 from egress.render.bypass import NoProxyGroup, NoProxyList, no_proxy_list
 from egress.settings import ProxyURL, Settings
 
@@ -166,6 +172,9 @@ def environment(
         warnings.append(f"the env file sets no proxy variables: {why}")
     else:
         sections.extend(_proxy_sections(settings, warnings, has_credentials))
+        negotiate = negotiate_warning(settings)
+        if negotiate is not None:
+            warnings.append(negotiate)
 
     if _ca_configured(settings):
         sections.append(_ca_section(settings, custom_ca_path, ca_bundle_path))

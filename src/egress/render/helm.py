@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 
-from egress.render import Artifact, RenderOptions, check_env_size
+from egress.render import Artifact, RenderOptions, check_env_size, negotiate_warning
 from egress.render.bypass import no_proxy_list
 from egress.settings import ProxyURL, Settings
 from egress.settings.fields import Problems
@@ -135,6 +135,9 @@ def render(settings: Settings, options: RenderOptions) -> Artifact:
     warnings: list[str] = []
     proxy = settings.proxy
     url = _chart_proxy(settings, warnings)
+    negotiate = negotiate_warning(settings)
+    if negotiate is not None:
+        warnings.append(negotiate)
     _limitations(settings, warnings)
     ca = _ca_pem(settings, warnings)
     exclusions = _exclusions(settings, warnings)

@@ -24,13 +24,18 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from egress.catalog import known_features
-from egress.settings.model import DEFAULT_WAREHOUSES, DEPLOYMENT_KINDS, PROXY_TYPES
+from egress.settings.model import (
+    DEFAULT_WAREHOUSES,
+    DEPLOYMENT_KINDS,
+    PROXY_AUTH_METHODS,
+    PROXY_TYPES,
+)
 from egress.warehouses import WAREHOUSES
 
 KINDS: Final = ("bool", "text", "url", "port", "choice", "list", "map", "secret", "pem")
 """Every kind of field; each has one reader in the loader and one input on the form."""
-SECTIONS: Final = ("proxy", "deployment")
-"""The keys of ``egress.yaml`` that are mappings of further fields."""
+SECTIONS: Final = ("proxy", "proxy.kerberos", "deployment")
+"""The keys of ``egress.yaml`` that are mappings of further fields (dotted when nested)."""
 
 SCHEMA_ID: Final = "https://egress.invalid/schemas/egress.yaml.json"
 """The schema's ``$id``: a name, never fetched (``.invalid`` cannot resolve)."""
@@ -132,6 +137,17 @@ FIELDS: Final[tuple[Field, ...]] = (
         any_case=True,
     ),
     Field(
+        "proxy.auth",
+        "choice",
+        "Proxy authentication",
+        "How egress authenticates to the proxy: basic (user name and password; the default when "
+        "a user name is set) or negotiate (Kerberos, with this host's own identity).",
+        None,
+        choices=PROXY_AUTH_METHODS,
+        section="Proxy",
+        any_case=True,
+    ),
+    Field(
         "proxy.username",
         "text",
         "Proxy user name",
@@ -158,6 +174,36 @@ FIELDS: Final[tuple[Field, ...]] = (
         example="/run/secrets/proxy-password",
         section="Proxy",
         console=False,
+    ),
+    Field(
+        "proxy.kerberos.keytab",
+        "text",
+        "Kerberos client keytab",
+        "negotiate only: a client keytab egress gets (and renews) its own tickets from; the "
+        "credential cache or KRB5_CLIENT_KTNAME when empty.",
+        None,
+        example="/etc/egress/client.keytab",
+        section="Proxy",
+        console=False,
+    ),
+    Field(
+        "proxy.kerberos.principal",
+        "text",
+        "Kerberos principal",
+        "negotiate only: the principal in that keytab that egress authenticates as.",
+        None,
+        example="svc-platform@CORP.EXAMPLE",
+        section="Proxy",
+    ),
+    Field(
+        "proxy.kerberos.spn",
+        "text",
+        "Proxy service principal",
+        "negotiate only: the proxy's Kerberos service principal; HTTP/<proxy host> when empty, "
+        "required when the proxy is written as an IP address.",
+        None,
+        example="HTTP/proxy.corp.example",
+        section="Proxy",
     ),
     Field(
         "proxy.ca_file",
@@ -302,8 +348,10 @@ def yaml_keys(section: str = "") -> tuple[str, ...]:
             continue
         if f.parent == section:
             keys.append(f.key)
-        elif not section and f.parent not in keys:
-            keys.append(f.parent)
+        elif not section:
+            keys.append(f.parent.partition(".")[0])
+        elif f.parent.startswith(section + "."):
+            keys.append(f.parent[len(section) + 1 :].partition(".")[0])
     return tuple(dict.fromkeys(keys))
 
 
@@ -394,6 +442,8 @@ def _yaml_example(f: Field) -> object:
 
 _SECTION_HELP: Final = {
     "proxy": "The customer's proxy: where it is, how to trust it and authenticate, and the switch.",
+    "proxy.kerberos": "negotiate only: where egress's Kerberos identity comes from, and the "
+    "proxy's service principal.",
     "deployment": "Where the platform runs; decides the automatic exclusions.",
 }
 
@@ -423,11 +473,13 @@ def json_schema() -> dict[str, Any]:
         if not f.yaml:
             continue
         if f.parent:
-            section = sections[f.parent]
-            properties.setdefault(f.parent, section)
-            section["properties"][f.key] = _described(f)
+            sections[f.parent]["properties"][f.key] = _described(f)
         else:
             properties[f.key] = _described(f)
+    for name in SECTIONS:  # a nested section sits in its parent's properties
+        parent, _, key = name.rpartition(".")
+        holder = sections[parent]["properties"] if parent else properties
+        holder[key] = sections[name]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -562,7 +614,9 @@ def document_from_form(form: Mapping[str, str]) -> dict[str, Any]:
         present, value = _form_entry(f, raw if isinstance(raw, str) else None)
         if not present:
             continue
-        target = document.setdefault(f.parent, {}) if f.parent else document
+        target = document
+        for part in f.parent.split(".") if f.parent else ():
+            target = target.setdefault(part, {})
         target[f.key] = value
     return document
 

@@ -14,6 +14,8 @@ that tie fields together are in :mod:`~egress.settings.sections`.
       ca_file: null                          # PEM that signs the proxy's certificate
       ca_pem: null                           # or that PEM itself, inline (not with ca_file)
       verify: true                           # verify the proxy's certificate
+      auth: null                             # basic (default with a username) | negotiate
+      kerberos: {keytab: null, principal: null, spn: null}   # negotiate only
     excluded_domains: [.corp.example]        # list, or one comma-separated string
     deployment: {kind: kubernetes, cluster_domain: cluster.local, service_ip: auto,
                  gke_workload_identity: false}
@@ -61,6 +63,7 @@ from egress.warehouses import WAREHOUSES
 
 TOP_KEYS: Final = yaml_keys()
 PROXY_KEYS: Final = yaml_keys("proxy")
+KERBEROS_KEYS: Final = yaml_keys("proxy.kerberos")
 DEPLOYMENT_KEYS: Final = yaml_keys("deployment")
 
 
@@ -118,6 +121,9 @@ def load_settings_from_mapping(
         p.error("proxy.url", "is set together with proxy.host", "use either url or host/port/type")
     url = _read(pm, "proxy.url", p) or proxy_from_parts(pm, "proxy.", p)
     https_url = _read(pm, "proxy.https_url", p)
+    km = mapping(pm.get("kerberos"), "proxy.kerberos", p, example="kerberos: {spn: HTTP/proxy}")
+    unknown_keys(km, KERBEROS_KEYS, "proxy.kerberos.", p)
+    kerberos = {k: _read(km, f"proxy.kerberos.{k}", p) for k in KERBEROS_KEYS}
     enabled = boolean(
         pm.get("enabled"), "proxy.enabled", p, default=url is not None or https_url is not None
     )  # a bool as READERS reads it, with a default that depends on the address
@@ -133,6 +139,8 @@ def load_settings_from_mapping(
         prefix="proxy.",
         ca_pem=_read(pm, "proxy.ca_pem", p),
         password=password,
+        auth=_read(pm, "proxy.auth", p),
+        kerberos=kerberos,
     )
 
     dm = mapping(top.get("deployment"), "deployment", p)

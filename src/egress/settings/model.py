@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from egress.router import Router
 
 DEPLOYMENT_KINDS = ("kubernetes", "single-vm")
+PROXY_AUTH_METHODS = ("basic", "negotiate")
+"""How egress authenticates to the proxy: Basic, or Kerberos through Negotiate (RFC 4559)."""
 PROXY_TYPES = ("http", "https")
 """How egress talks to the proxy: plain HTTP, or TLS to the proxy."""
 DEFAULT_WAREHOUSES = tuple(WAREHOUSES)
@@ -54,6 +56,24 @@ class ProxyURL:
 
 
 @dataclass(frozen=True)
+class KerberosSettings:
+    """Negotiate (Kerberos) to the proxy: where the identity comes from, and the proxy's SPN.
+
+    With no keytab, the identity is the usual one: the credential cache (``kinit``,
+    ``KRB5CCNAME``) or a client keytab named by ``KRB5_CLIENT_KTNAME``.
+    """
+
+    keytab: str | None = None
+    principal: str | None = None
+    spn: str | None = None
+    """As written; None: ``HTTP/<proxy host>``."""
+
+    def spn_for(self, proxy: ProxyURL) -> str:
+        """The service principal of ``proxy``: the setting, else ``HTTP/<host>``."""
+        return self.spn or f"HTTP/{proxy.host}"
+
+
+@dataclass(frozen=True)
 class ProxySettings:
     """The customer's proxy: where it is, how to trust it and authenticate, and the switch (S6)."""
 
@@ -71,6 +91,10 @@ class ProxySettings:
     ca_configmap: tuple[str, str] | None = None
     """A ConfigMap (name, key) holding the CA, as the seed chart's ``sslCAConfigmap``."""
     verify: bool = True
+    auth: Literal["basic", "negotiate"] | None = None
+    """How egress authenticates to the proxy; None: not at all."""
+    kerberos: KerberosSettings | None = None
+    """Set when ``auth`` is ``negotiate``."""
 
     @property
     def configured(self) -> bool:
@@ -82,6 +106,25 @@ class ProxySettings:
 
     def display(self, proxy: ProxyURL | None) -> str | None:
         return None if proxy is None else proxy.display(self.username)
+
+    def auth_shown(self, proxy: ProxyURL | None) -> str | None:
+        """How egress authenticates to ``proxy``, for people (never a secret); None: it does not.
+
+        >>> url = ProxyURL("http", "proxy.corp", 3128)
+        >>> ProxySettings(auth="negotiate", kerberos=KerberosSettings()).auth_shown(url)
+        'negotiate (Kerberos to HTTP/proxy.corp; identity: the credential cache)'
+        """
+        if self.auth == "basic":
+            return f"basic (user {self.username})"
+        if self.auth == "negotiate" and self.kerberos is not None and proxy is not None:
+            k = self.kerberos
+            who = (
+                f"{k.principal} from the keytab {k.keytab}"
+                if k.keytab and k.principal
+                else "the credential cache"
+            )
+            return f"negotiate (Kerberos to {k.spn_for(proxy)}; identity: {who})"
+        return None
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from typing import Literal
 
 from egress.redact import Secret, shown
-from egress.settings.fields import Problems, boolean, text, valid_dns_name
-from egress.settings.files import check_ca_file, read_secret_file
-from egress.settings.model import DEPLOYMENT_KINDS, Deployment, ProxySettings, ProxyURL
+from egress.settings.fields import (
+    Problems,
+    boolean,
+    has_space_or_control,
+    text,
+    valid_dns_name,
+)
+from egress.settings.files import check_ca_file, read_regular_file, read_secret_file
+from egress.settings.keytab import KEYTAB_LIMIT, holds, principals
+from egress.settings.model import (
+    DEPLOYMENT_KINDS,
+    PROXY_AUTH_METHODS,
+    Deployment,
+    KerberosSettings,
+    ProxySettings,
+    ProxyURL,
+)
 
 
 def proxy_settings(
@@ -30,12 +45,23 @@ def proxy_settings(
     ca_pem: str | None = None,
     ca_configmap: tuple[str, str] | None = None,
     password: Secret | None = None,
+    auth: str | None = None,
+    kerberos: Mapping[str, str | None] | None = None,
 ) -> ProxySettings:
     """The proxy section; reads the password file and checks the CA file.
+
+    ``auth`` is ``proxy.auth`` as written (None: basic when a user name is set);
+    ``kerberos`` the ``proxy.kerberos`` keys read (keytab, principal, spn).
 
     ``password`` is the proxy password given directly (the console's secret store), used
     instead of a password file; ``ca_pem`` is a CA already checked by its loader.
     """
+    method, krb = _auth(
+        p, auth, kerberos or {}, username, password_file, password, http_proxy, https_proxy, prefix
+    )
+    if method == "negotiate":
+        username = password_file = None
+        password = None
     if username is not None and (":" in username or any(ord(c) < 0x20 for c in username)):
         p.error(f"{prefix}username", "contains ':' or control characters", "give only the name")
     if password is not None:
@@ -92,7 +118,101 @@ def proxy_settings(
         ca_pem=ca_pem,
         ca_configmap=ca_configmap,
         verify=verify,
+        auth=method,
+        kerberos=krb,
     )
+
+
+def _auth(
+    p: Problems,
+    auth: str | None,
+    kerberos: Mapping[str, str | None],
+    username: str | None,
+    password_file: str | None,
+    password: Secret | None,
+    http_proxy: ProxyURL | None,
+    https_proxy: ProxyURL | None,
+    prefix: str,
+) -> tuple[Literal["basic", "negotiate"] | None, KerberosSettings | None]:
+    """``proxy.auth`` and ``proxy.kerberos``: the method, and for negotiate its identity."""
+    fld = f"{prefix}auth"
+    method = auth.strip().lower() if auth is not None else None
+    given = {k: v for k, v in kerberos.items() if v is not None}
+    if method is not None and method not in PROXY_AUTH_METHODS:
+        p.error(fld, f"{shown(auth)} is not an authentication method", "use basic or negotiate")
+        return None, None
+    if method != "negotiate":
+        for key in given:
+            p.error(
+                f"{prefix}kerberos.{key}",
+                "is set while proxy.auth is not negotiate",
+                "set proxy.auth: negotiate, or remove the kerberos settings",
+            )
+        if method == "basic" and username is None:
+            p.error(
+                f"{prefix}username",
+                "is missing while proxy.auth is basic",
+                "set the proxy user name and password_file",
+            )
+        return ("basic" if username is not None else None), None
+    if username is not None or password_file is not None or password is not None:
+        which = "username" if username is not None else "password_file"
+        if password is not None and password_file is None and username is None:
+            which = "password"
+        p.error(
+            f"{prefix}{which}",
+            "is set while proxy.auth is negotiate (Kerberos needs no user name or password)",
+            "remove the user name and password, or use proxy.auth: basic",
+        )
+    krb = KerberosSettings(
+        keytab=given.get("keytab"), principal=given.get("principal"), spn=given.get("spn")
+    )
+    kp = f"{prefix}kerberos."
+    if krb.spn is not None and (has_space_or_control(krb.spn) or not krb.spn.strip("/@")):
+        p.error(f"{kp}spn", f"{shown(krb.spn)} is not a service principal", "write HTTP/<host>")
+    if krb.spn is None:
+        for proxy in {x for x in (http_proxy, https_proxy) if x is not None}:
+            if _is_ip(proxy.host):
+                p.error(
+                    f"{kp}spn",
+                    f"is missing while the proxy is written as an IP address ({proxy.host})",
+                    "Kerberos names the proxy by its DNS name: write the proxy URL with its "
+                    "host name, or set proxy.kerberos.spn to the proxy's service principal, "
+                    "e.g. HTTP/proxy.corp.example",
+                )
+                break
+    if krb.keytab is not None and krb.principal is None:
+        p.error(f"{kp}principal", "is missing while keytab is set", "name the keytab's principal")
+    elif krb.principal is not None and krb.keytab is None:
+        p.error(f"{kp}keytab", "is missing while principal is set", "point keytab at its file")
+    elif krb.keytab is not None and krb.principal is not None:
+        _check_keytab(krb.keytab, krb.principal, f"{kp}keytab", p)
+    return "negotiate", krb
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_keytab(path: str, principal: str, fld: str, p: Problems) -> None:
+    """Refuse a keytab that cannot be read, is not a keytab, or lacks ``principal``."""
+    data = read_regular_file(path, fld, KEYTAB_LIMIT, p, fix="point it at a client keytab")
+    if data is None:
+        return
+    found = principals(data)
+    if found is None:
+        p.error(fld, f"{shown(path)} is not a Kerberos keytab", "create one with kadmin ktadd")
+    elif not holds(found, principal):
+        listed = ", ".join(shown(x) for x in found[:5]) or "none"
+        p.error(
+            fld,
+            f"{shown(path)} holds no key of {shown(principal)} (it holds: {listed})",
+            "set proxy.kerberos.principal to one of them, or add its key with kadmin ktadd",
+        )
 
 
 def deployment(

@@ -68,6 +68,7 @@ from egress.transport.proxy_hop import (
     HOPS_STARTED,
     AsyncHopBackend,
     HopBackend,
+    Minter,
     classify,
     current_hop,
 )
@@ -242,7 +243,8 @@ class _Routing(Generic[_Pool]):
             with self._lock:
                 pool = self._pools.get(key)
                 if pool is None:
-                    pool = self._pools[key] = self._new_pool(self._proxy(key.proxy))
+                    mint = self._planner.authorization(key.proxy)
+                    pool = self._pools[key] = self._new_pool(self._proxy(key.proxy), mint)
         return pool
 
     def _proxy(self, url: ProxyURL | None) -> httpx.Proxy | None:
@@ -254,7 +256,7 @@ class _Routing(Generic[_Pool]):
             ssl_context=self._proxy_context if url.scheme == "https" else None,
         )
 
-    def _new_pool(self, proxy: httpx.Proxy | None) -> _Pool:
+    def _new_pool(self, proxy: httpx.Proxy | None, mint: Minter | None = None) -> _Pool:
         raise NotImplementedError
 
     def _pool_options(self) -> dict[str, Any]:
@@ -333,6 +335,7 @@ class _Routing(Generic[_Pool]):
             response.headers,
             method=method,
             username=self._planner.settings.proxy.username,
+            spn=self._planner.spn(plan.decision.proxy_url),
         )
 
     def __repr__(self) -> str:
@@ -345,12 +348,15 @@ class _Routing(Generic[_Pool]):
 class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
     """An httpx transport that routes each request by the router (see the module docstring)."""
 
-    def _new_pool(self, proxy: httpx.Proxy | None) -> httpx.HTTPTransport:
+    def _new_pool(
+        self, proxy: httpx.Proxy | None, mint: Minter | None = None
+    ) -> httpx.HTTPTransport:
         pool = httpx.HTTPTransport(proxy=proxy, **self._pool_options())
         if proxy is not None:
             # httpx offers no parameter for it: the backend of its httpcore pool is replaced
             core = pool._pool
-            core._network_backend = HopBackend(self._network_backend or core._network_backend)
+            backend = self._network_backend or core._network_backend
+            core._network_backend = HopBackend(backend, mint)
         return pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -404,12 +410,14 @@ class EgressTransport(_Routing[httpx.HTTPTransport], httpx.BaseTransport):
 class AsyncEgressTransport(_Routing[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
     """The async twin of :class:`EgressTransport`; same decisions, same pools per key."""
 
-    def _new_pool(self, proxy: httpx.Proxy | None) -> httpx.AsyncHTTPTransport:
+    def _new_pool(
+        self, proxy: httpx.Proxy | None, mint: Minter | None = None
+    ) -> httpx.AsyncHTTPTransport:
         pool = httpx.AsyncHTTPTransport(proxy=proxy, **self._pool_options())
         if proxy is not None:
             core = pool._pool
             backend = self._network_backend or core._network_backend
-            core._network_backend = AsyncHopBackend(backend)
+            core._network_backend = AsyncHopBackend(backend, mint)
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

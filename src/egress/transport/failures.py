@@ -21,7 +21,7 @@ import ssl
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar
 
 from egress.errors import (
     EgressTransportError,
@@ -35,6 +35,9 @@ from egress.errors import (
 )
 from egress.redact import printable, scrub
 from egress.router import Decision
+
+if TYPE_CHECKING:
+    from egress.kerberos import KerberosFailure
 
 __all__ = [
     "ANSWER_LIMIT",
@@ -180,6 +183,7 @@ def proxy_refused(
     reason_phrase: str = "",
     detail: str | None = None,
     username: str | None = None,
+    spn: str | None = None,
 ) -> HopFailure:
     """The proxy answered a CONNECT (``method="CONNECT"``) or an absolute-form request with a
     non-2xx status of its own.
@@ -206,6 +210,17 @@ def proxy_refused(
             status,
         )
     if status == 407:
+        if spn:
+            return _failure(
+                "auth",
+                decision,
+                f"{proxy} refused the Kerberos (Negotiate) token for {spn} for {what} ({code})",
+                "the proxy's cache.log says why: a clock skew over 5 minutes between this host, "
+                "the KDC and the proxy, a token replayed, or a proxy keytab without the key of "
+                f"{spn} (set proxy.kerberos.spn to the proxy's service principal)",
+                hop,
+                status,
+            )
         if username:
             return _failure(
                 "auth",
@@ -371,6 +386,7 @@ def refusal_by_proxy(
     *,
     method: str,
     username: str | None,
+    spn: str | None = None,
 ) -> HopFailure | None:
     """A 403/407 answer to an absolute-form request, when the proxy (not the origin) wrote it."""
     if status not in (403, 407):
@@ -378,7 +394,19 @@ def refusal_by_proxy(
     detail = proxy_answer_detail(headers)
     if detail is None and not (status == 407 and headers.get("proxy-authenticate")):
         return None
-    return proxy_refused(decision, status, method=method, detail=detail, username=username)
+    return proxy_refused(decision, status, method=method, detail=detail, username=username, spn=spn)
+
+
+def kerberos_failed(decision: Decision, failure: KerberosFailure, hop: str) -> HopFailure:
+    """No Negotiate token could be made for the proxy, so nothing was sent."""
+    return _failure(
+        "auth",
+        decision,
+        f"{_proxy_name(decision)} needs Kerberos (Negotiate) for {decision.target.authority}, "
+        f"but {failure.message}",
+        failure.hint,
+        hop,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

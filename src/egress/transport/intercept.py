@@ -24,7 +24,9 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from collections.abc import Callable
 
+from egress.kerberos import KerberosFailure
 from egress.settings import ProxyURL
 from egress.transport.failures import (
     ANSWER_LIMIT,
@@ -67,6 +69,7 @@ def intercepted(
         operator_cas=operator_cas,
         proxy_context=proxy_context,
         credentials=planner.credentials,
+        authorization=planner.authorization(proxy),
         timeout=timeout if timeout is not None and timeout > 0 else DEFAULT_PROBE_TIMEOUT,
     )
     if issuer is None:
@@ -84,10 +87,12 @@ def intercepting_issuer(
     proxy_context: ssl.SSLContext | None,
     credentials: tuple[str, str] | None,
     timeout: float,
+    authorization: Callable[[], str] | None = None,
 ) -> str | None:
     """The issuer of the certificate ``host:port`` presents through ``proxy`` when one of
     ``operator_cas`` signed it (the proxy intercepts), else None. Never raises for network or TLS
-    trouble; bounded by ``timeout`` seconds in all."""
+    trouble; bounded by ``timeout`` seconds in all. ``authorization`` makes the probe's own
+    ``Proxy-Authorization`` (a fresh Negotiate token: the probe is a new connection)."""
     deadline = time.monotonic() + timeout
     try:
         sock = socket.create_connection((proxy.host, proxy.port), timeout=timeout)
@@ -100,10 +105,11 @@ def intercepting_issuer(
                 return None
             _left(sock, deadline)
             stream = proxy_context.wrap_socket(sock, server_hostname=proxy.host)
-        if not _connect(stream, host, port, credentials, deadline):
+        value = authorization() if authorization is not None else None
+        if not _connect(stream, host, port, credentials, deadline, value):
             return None
         cert = _handshake(stream, operator_cas, host, deadline)
-    except (OSError, ssl.SSLError, ValueError):
+    except (OSError, ssl.SSLError, ValueError, KerberosFailure):
         return None
     finally:
         sock.close()
@@ -128,10 +134,11 @@ def _connect(
     port: int,
     credentials: tuple[str, str] | None,
     deadline: float,
+    authorization: str | None = None,
 ) -> bool:
     """Send CONNECT and read the answer's head; True for a 2xx."""
     _left(stream, deadline)
-    stream.sendall(connect_request(_authority(host, port), credentials))
+    stream.sendall(connect_request(_authority(host, port), credentials, authorization))
     answer = b""
     while b"\r\n\r\n" not in answer:
         if len(answer) > ANSWER_LIMIT:

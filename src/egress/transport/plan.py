@@ -19,13 +19,19 @@ transports plan once per origin (:meth:`Planner.plan_origin`) and keep the plan.
 from __future__ import annotations
 
 import base64
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from egress.noproxy import canonical_host
 from egress.redact import scrub
 from egress.router import Decision
 from egress.settings import ProxyURL, Settings
 from egress.transport.failures import PLAIN_ERRORS, ErrorClasses, unsupported_route
+
+if TYPE_CHECKING:
+    from egress.kerberos import Negotiator
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
@@ -85,9 +91,12 @@ def basic_token(credentials: tuple[str, str]) -> str:
     return base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
 
 
-def connect_request(authority: str, credentials: tuple[str, str] | None) -> bytes:
+def connect_request(
+    authority: str, credentials: tuple[str, str] | None, authorization: str | None = None
+) -> bytes:
     """The CONNECT request for ``authority`` (``host:port``, IPv6 in brackets), with Basic
-    credentials when given; the tunnel and the interception probe send it on their own socket.
+    credentials when given, or a ``Proxy-Authorization`` value made for this connection
+    (``Negotiate <token>``); the tunnel and the interception probe send it on their own socket.
 
     >>> connect_request("db.example.com:5432", None)
     b'CONNECT db.example.com:5432 HTTP/1.1\\r\\nHost: db.example.com:5432\\r\\n\\r\\n'
@@ -95,6 +104,8 @@ def connect_request(authority: str, credentials: tuple[str, str] | None) -> byte
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     if credentials is not None:
         lines.append(f"Proxy-Authorization: Basic {basic_token(credentials)}")
+    elif authorization is not None:
+        lines.append(f"Proxy-Authorization: {authorization}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
@@ -137,6 +148,36 @@ class Planner:
         """What no message may show: the password and the ``Proxy-Authorization`` token."""
         if self.credentials is not None:
             self.secrets = (self.credentials[1], basic_token(self.credentials))
+        self.negotiate = proxy.auth == "negotiate" and proxy.kerberos is not None
+        """Kerberos (Negotiate) to the proxy: a fresh token on each new connection."""
+        self._negotiators: dict[ProxyURL, Negotiator] = {}
+        self._negotiators_lock = threading.Lock()
+
+    def negotiator(self, proxy: ProxyURL | None) -> Negotiator | None:
+        """The Negotiate token maker for ``proxy`` (one per proxy: its SPN), or None."""
+        if not self.negotiate or proxy is None or self.settings.proxy.kerberos is None:
+            return None
+        found = self._negotiators.get(proxy)
+        if found is None:
+            from egress.kerberos import Negotiator
+
+            with self._negotiators_lock:
+                found = self._negotiators.get(proxy)
+                if found is None:
+                    found = Negotiator(self.settings.proxy.kerberos, proxy)
+                    self._negotiators[proxy] = found
+        return found
+
+    def authorization(self, proxy: ProxyURL | None) -> Callable[[], str] | None:
+        """What makes the ``Proxy-Authorization`` value of each new connection to ``proxy``
+        (Negotiate), or None when the proxy gets none or a fixed one (Basic)."""
+        found = self.negotiator(proxy)
+        return None if found is None else found.header
+
+    def spn(self, proxy: ProxyURL | None) -> str | None:
+        """The proxy's Kerberos service principal when egress uses Negotiate with it."""
+        found = self.negotiator(proxy)
+        return None if found is None else found.spn
 
     def plan(self, url: str) -> Plan:
         """The plan for ``url``; raises ``URLError`` for a URL the router refuses, and

@@ -22,6 +22,11 @@ numbered (:data:`HOPS_STARTED`), and one numbered above the count a request saw 
 is that request's own; any other is an earlier request's, and the failure happened on a
 kept-alive connection.
 
+With Negotiate (``proxy.auth: negotiate``) the stream also puts a fresh
+``Proxy-Authorization: Negotiate <token>`` into the first request of each new connection (the
+CONNECT, or the first absolute-form request): a Kerberos token is single-use across connections,
+and later requests on the same connection need none.
+
 The proxy's answer to CONNECT has a deadline, the CONNECT's read timeout: each read of it waits
 only for what is left, so a proxy that drip-feeds its answer cannot hold a request longer.
 """
@@ -31,19 +36,22 @@ from __future__ import annotations
 import contextvars
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
+import anyio
 import h11
 import httpcore
 import httpx
 
+from egress.kerberos import KerberosFailure
 from egress.transport.failures import (
     ANSWER_LIMIT,
     HopFailure,
     NoAnswer,
     connect_answer,
     find_cause,
+    kerberos_failed,
     pool_exhausted,
     proxy_answer_detail,
     proxy_no_answer,
@@ -87,7 +95,7 @@ def current_hop(started: int) -> ProxyHop | None:
 class ProxyHop:
     """The setup of one connection to the proxy, as its stream sees it (see the table above)."""
 
-    __slots__ = ("answer", "deadline", "expired", "limit", "number", "phase")
+    __slots__ = ("answer", "deadline", "expired", "kerberos", "limit", "number", "phase")
 
     def __init__(self) -> None:
         HOPS_STARTED[0] += 1
@@ -100,6 +108,8 @@ class ProxyHop:
         self.deadline: float | None = None
         self.expired = False
         """True when the answer did not arrive complete within :attr:`limit`."""
+        self.kerberos: KerberosFailure | None = None
+        """Why no Negotiate token could be made for this connection (nothing was sent)."""
 
     def wrote(self, buffer: bytes) -> None:
         if self.phase in ("proxy-tcp", "proxy-tls"):
@@ -139,12 +149,36 @@ class ProxyHop:
         return bool(head) and not b"HTTP/".startswith(head)
 
 
+Minter = Callable[[], str]
+"""Makes the ``Proxy-Authorization`` value of one new connection (``Negotiate <token>``)."""
+
+
+def _with_authorization(buffer: bytes, value: str) -> bytes:
+    """``buffer`` (a request head) with ``Proxy-Authorization: value`` after its first line.
+
+    >>> _with_authorization(b"CONNECT a:443 HTTP/1.1\\r\\nHost: a:443\\r\\n\\r\\n", "Negotiate x")
+    b'CONNECT a:443 HTTP/1.1\\r\\nProxy-Authorization: Negotiate x\\r\\nHost: a:443\\r\\n\\r\\n'
+    """
+    line, sep, rest = buffer.partition(b"\r\n")
+    if not sep:
+        return buffer
+    return line + sep + b"Proxy-Authorization: " + value.encode("ascii") + sep + rest
+
+
+def _failed_mint(hop: ProxyHop, exc: KerberosFailure) -> httpcore.ProxyError:
+    hop.kerberos = exc
+    return httpcore.ProxyError(f"no Kerberos token for the proxy: {exc.message}")
+
+
 class HopStream(httpcore.NetworkStream):
     """A stream to the proxy that records its setup in a :class:`ProxyHop`."""
 
-    def __init__(self, inner: httpcore.NetworkStream, hop: ProxyHop) -> None:
+    def __init__(
+        self, inner: httpcore.NetworkStream, hop: ProxyHop, mint: Minter | None = None
+    ) -> None:
         self._inner = inner
         self._hop = hop
+        self._mint = mint
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         hop = self._hop
@@ -162,7 +196,13 @@ class HopStream(httpcore.NetworkStream):
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._hop.wrote(buffer)
+        hop = self._hop
+        if self._mint is not None and hop.phase in ("proxy-tcp", "proxy-tls"):
+            try:
+                buffer = _with_authorization(buffer, self._mint())
+            except KerberosFailure as exc:
+                raise _failed_mint(hop, exc) from None
+        hop.wrote(buffer)
         self._inner.write(buffer, timeout)
 
     def close(self) -> None:
@@ -179,7 +219,8 @@ class HopStream(httpcore.NetworkStream):
             hop.tunnel_up()  # the origin's TLS, inside the tunnel: egress steps aside
             return self._inner.start_tls(ssl_context, server_hostname, timeout)
         hop.phase = "proxy-tls"
-        return HopStream(self._inner.start_tls(ssl_context, server_hostname, timeout), hop)
+        inner = self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return HopStream(inner, hop, self._mint)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
@@ -188,8 +229,9 @@ class HopStream(httpcore.NetworkStream):
 class HopBackend(httpcore.NetworkBackend):
     """httpcore's backend for one proxy pool, with every stream watched (see the module)."""
 
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+    def __init__(self, inner: httpcore.NetworkBackend, mint: Minter | None = None) -> None:
         self._inner = inner
+        self._mint = mint
 
     def connect_tcp(
         self,
@@ -202,7 +244,7 @@ class HopBackend(httpcore.NetworkBackend):
         hop = ProxyHop()
         _CURRENT.set(hop)
         stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return HopStream(stream, hop)
+        return HopStream(stream, hop, self._mint)
 
     def connect_unix_socket(
         self,
@@ -219,9 +261,12 @@ class HopBackend(httpcore.NetworkBackend):
 class AsyncHopStream(httpcore.AsyncNetworkStream):
     """The async twin of :class:`HopStream`."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream, hop: ProxyHop) -> None:
+    def __init__(
+        self, inner: httpcore.AsyncNetworkStream, hop: ProxyHop, mint: Minter | None = None
+    ) -> None:
         self._inner = inner
         self._hop = hop
+        self._mint = mint
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         hop = self._hop
@@ -239,7 +284,14 @@ class AsyncHopStream(httpcore.AsyncNetworkStream):
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._hop.wrote(buffer)
+        hop = self._hop
+        if self._mint is not None and hop.phase in ("proxy-tcp", "proxy-tls"):
+            try:  # in a thread: getting the first ticket asks the KDC
+                value = await anyio.to_thread.run_sync(self._mint)
+            except KerberosFailure as exc:
+                raise _failed_mint(hop, exc) from None
+            buffer = _with_authorization(buffer, value)
+        hop.wrote(buffer)
         await self._inner.write(buffer, timeout)
 
     async def aclose(self) -> None:
@@ -257,7 +309,7 @@ class AsyncHopStream(httpcore.AsyncNetworkStream):
             return await self._inner.start_tls(ssl_context, server_hostname, timeout)
         hop.phase = "proxy-tls"
         inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return AsyncHopStream(inner, hop)
+        return AsyncHopStream(inner, hop, self._mint)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
@@ -266,8 +318,9 @@ class AsyncHopStream(httpcore.AsyncNetworkStream):
 class AsyncHopBackend(httpcore.AsyncNetworkBackend):
     """The async twin of :class:`HopBackend`."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, mint: Minter | None = None) -> None:
         self._inner = inner
+        self._mint = mint
 
     async def connect_tcp(
         self,
@@ -280,7 +333,7 @@ class AsyncHopBackend(httpcore.AsyncNetworkBackend):
         hop = ProxyHop()
         _CURRENT.set(hop)
         stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return AsyncHopStream(stream, hop)
+        return AsyncHopStream(stream, hop, self._mint)
 
     async def connect_unix_socket(
         self,
@@ -316,6 +369,9 @@ def classify(
     decision = plan.decision
     read = timeouts.get("read") if isinstance(timeouts, dict) else None
     phase = hop.phase if hop is not None else None
+    if hop is not None and hop.kerberos is not None:
+        where = "proxy-connect" if not plan.absolute_form else "proxy-request"
+        return kerberos_failed(decision, hop.kerberos, where)
     if phase == "proxy-tcp":
         return proxy_unreachable(decision, planner.scrub(_reason(exc)))
     if phase == "proxy-tls":
@@ -342,6 +398,7 @@ def classify(
                 reason_phrase=planner.scrub(phrase),
                 detail=planner.scrub(detail) if detail else None,
                 username=planner.settings.proxy.username,
+                spn=planner.spn(decision.proxy_url),
             )
         why = _no_answer(exc, hop)
         seconds = hop.limit if hop is not None and hop.expired else read

@@ -7,7 +7,8 @@ The session has ``trust_env=False`` and one :class:`EgressAdapter` mounted for `
 
 - ``proxy``: a urllib3 ``ProxyManager`` per proxy URL, made on first use (keep-alive: one CONNECT
   tunnel per origin), with Basic credentials as proxy headers (CONNECT and absolute-form requests
-  only) and, for an ``https://`` proxy, the proxy's own trust as ``proxy_ssl_context``;
+  only), or with Negotiate a fresh Kerberos token in each new CONNECT and in each absolute-form
+  request, and, for an ``https://`` proxy, the proxy's own trust as ``proxy_ssl_context``;
 - ``direct``: the adapter's ``PoolManager``; a ``resolve`` name is connected to at its IP while
   the Host header, SNI and certificate check keep the name (urllib3's ``server_hostname``), in
   pools of its own;
@@ -37,7 +38,7 @@ import http.client
 import re
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,6 +60,7 @@ from egress.errors import (
     TLSIntercepted,
     UnsupportedRoute,
 )
+from egress.kerberos import KerberosFailure
 from egress.settings import ProxyURL, Settings
 from egress.transport import deadline
 from egress.transport.failures import (
@@ -66,6 +68,7 @@ from egress.transport.failures import (
     HopFailure,
     NoAnswer,
     find_cause,
+    kerberos_failed,
     proxy_no_answer,
     proxy_refused,
     proxy_tls_failed,
@@ -152,6 +155,11 @@ _TUNNEL_FAILED = re.compile(r"Tunnel connection failed:\s*(\d{3})\s*(.*)")
 # ---------------------------------------------------------------------------------------------
 # The CONNECT exchange, with its deadline and its own failure marker.
 
+_MINT: contextvars.ContextVar[Callable[[], str] | None] = contextvars.ContextVar(
+    "egress_requests_mint", default=None
+)
+"""Makes the ``Proxy-Authorization`` value of a new CONNECT tunnel (Negotiate), set per send."""
+
 _CONNECT_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "egress_connect_deadline", default=None
 )
@@ -173,6 +181,11 @@ class _DeadlineHTTPSConnection(HTTPSConnection):
     """urllib3's HTTPS connection whose CONNECT exchange has a deadline and says how it failed."""
 
     def _tunnel(self) -> None:
+        mint = _MINT.get()
+        if mint is not None:  # a fresh Negotiate token for each new tunnel, never reused
+            headers = dict(getattr(self, "_tunnel_headers", None) or {})
+            headers["Proxy-Authorization"] = mint()
+            self._tunnel_headers = headers
         limit = _CONNECT_DEADLINE.get()
         guard = deadline.arm(self.sock, limit) if limit is not None and self.sock else None
         try:
@@ -284,10 +297,25 @@ class EgressAdapter(HTTPAdapter):
         self._local.sni = plan.host if outgoing is not request else None
         read_timeout = _read_timeout(timeout)
         token = _CONNECT_DEADLINE.set(read_timeout)
+        mint = self._planner.authorization(plan.pool.proxy)
+        minted = _MINT.set(mint)
         try:
+            if mint is not None and plan.absolute_form:
+                # urllib3 has no hook per connection to the proxy in absolute form: each
+                # request carries a fresh token (never one another connection used)
+                outgoing = outgoing.copy()
+                outgoing.headers["Proxy-Authorization"] = mint()
             response = super().send(
                 outgoing, stream=stream, timeout=timeout, verify=True, cert=None, proxies=route
             )
+        except KerberosFailure as exc:
+            hop = "proxy-request" if plan.absolute_form else "proxy-connect"
+            no_token = kerberos_failed(plan.decision, exc, hop)
+            error = no_token.error(REQUESTS_ERRORS, self._planner.secrets)
+            observe.hop_failure(no_token.kind, plan.decision, error)
+            if isinstance(error, requests.RequestException):
+                error.request = request
+            raise error from None
         except requests.RequestException as exc:
             if plan.pool.proxy is None:
                 observe.hop_failure("origin", plan.decision, exc)
@@ -313,6 +341,7 @@ class EgressAdapter(HTTPAdapter):
             observe.hop_failure("origin", plan.decision, exc)
             raise
         finally:
+            _MINT.reset(minted)
             _CONNECT_DEADLINE.reset(token)
             self._local.sni = None
         if outgoing is not request:
@@ -328,6 +357,7 @@ class EgressAdapter(HTTPAdapter):
                 response.headers,
                 method=request.method or "GET",
                 username=self.settings.proxy.username,
+                spn=self._planner.spn(plan.pool.proxy),
             )
             if plan.absolute_form
             else None
@@ -424,6 +454,7 @@ class EgressAdapter(HTTPAdapter):
                 method="CONNECT",
                 reason_phrase=refused.group(2).strip(),
                 username=self.settings.proxy.username,
+                spn=self._planner.spn(plan.pool.proxy),
             )
         if find_cause(inner, http.client.HTTPException) is not None:
             # connected, but what came back was no answer (urllib3 still says "unable to connect")
