@@ -12,6 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[console,postgres,test]'
 	touch $(STAMP)
 
+# gssapi (the kerberos extra) builds from source against libkrb5-dev, which system-deps installs:
+# it comes after them, and only for the tests and benchmarks (make run needs neither).
+KRB_STAMP := $(VENV)/.kerberos
+$(KRB_STAMP): pyproject.toml | $(STAMP) system-deps
+	$(BIN)/python -m pip install -q -e '.[kerberos]'
+	touch $(KRB_STAMP)
+
 venv: $(STAMP)
 
 system-deps:
@@ -23,7 +30,7 @@ run: $(STAMP)
 	$(BIN)/egress console --import examples/egress.yaml $(ARGS)
 
 ## test: set up, then lint, type-check and run every test against real services
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps $(KRB_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
@@ -32,7 +39,7 @@ test: $(STAMP) system-deps
 unit: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider src/egress tests/unit
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps $(KRB_STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
