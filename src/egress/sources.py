@@ -354,9 +354,18 @@ class FileSource(_Polling):
                 [_problem(f"{shown(self.path)} is not UTF-8 text", "save the file as UTF-8")]
             ) from None
         raw = parse_yaml(text, "config", self.path)
-        return load_settings_from_mapping(
-            {} if raw is None else raw, source=self.path, env=self._env
-        )
+        if raw is None:
+            # an empty file is what an in-place rewrite looks like halfway (truncated, not yet
+            # written): taking it as "all defaults" would switch the proxy off for a poll
+            raise ConfigError(
+                [
+                    _problem(
+                        f"{shown(self.path)} is empty (being rewritten?); the last settings stay",
+                        "write the settings into it, or {} to mean every default",
+                    )
+                ]
+            )
+        return load_settings_from_mapping(raw, source=self.path, env=self._env)
 
     def _version(self, state: _FileState) -> str:
         version = f"file:{state.mtime_ns}:{state.size}"

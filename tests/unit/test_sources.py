@@ -131,6 +131,28 @@ def test_a_broken_file_keeps_the_last_good_settings_and_logs_once(
         assert source.current().settings.proxy.enabled is False
 
 
+def test_an_in_place_rewrite_caught_empty_keeps_the_last_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Truncated, not yet written: an empty file is not "every default" (the proxy off)."""
+    caplog.set_level(logging.INFO, logger="egress.sources")
+    path = tmp_path / "egress.yaml"
+    path.write_text(yaml_doc(True, "http://proxy-a.test:3128"))
+    with FileSource(path, interval=FAST, env={}) as source:
+        good = source.current()
+        path.write_text("")  # the moment between the truncate and the write
+        wait_for(lambda: len(source_records(caplog)) >= 1, "the empty file to be refused")
+        assert source.current() is good
+        assert source.current().settings.proxy.enabled is True
+        assert "is empty" in source_records(caplog)[0]
+        path.write_text(yaml_doc(True, "http://proxy-b.test:3128"))
+        wait_for(lambda: source.current() is not good, "the rewritten file")
+        assert source.current().settings.proxy.http_proxy.host == "proxy-b.test"  # type: ignore[union-attr]
+    with pytest.raises(SettingsSourceError, match="is empty"):
+        path.write_text("# only a comment\n")
+        FileSource(path, interval=FAST, env={})
+
+
 def test_deleted_file_keeps_settings_and_restored_file_is_loaded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
