@@ -307,25 +307,33 @@ def test_cli_check_on_a_terminal_shows_progress_and_a_table(tmp_path: Path) -> N
     config.write_text("proxy: {url: 'http://127.0.0.1:1'}\nwarehouses: []\n")
     main_fd, child_fd = pty.openpty()
     env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        """Read the terminal while the check runs: a full pty buffer would block its writes
+        (the progress bar redraws more often the slower the machine)."""
+        while True:
+            try:
+                data = os.read(main_fd, 65536)
+            except OSError:  # EIO: the child side is closed and everything was read
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     proc = subprocess.run(
         [sys.executable, "-m", "egress.cli", "check", "--config", str(config), "--timeout", "2"],
         stdin=child_fd,
         stdout=child_fd,
         stderr=child_fd,
         env=env,
-        timeout=60,
+        timeout=120,
         check=False,
     )
     os.close(child_fd)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main_fd, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
+    reader.join(30)
     os.close(main_fd)
     screen = b"".join(chunks).decode("utf-8", "replace")
     assert proc.returncode == 1
