@@ -61,7 +61,7 @@ from egress.errors import (
 )
 from egress.settings import ProxyURL, Settings
 from egress.transport.failures import ErrorClasses, HopFailure, refusal_by_proxy, scrub_chain
-from egress.transport.follow import Following
+from egress.transport.follow import Following, FollowsSource
 from egress.transport.intercept import intercepted
 from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner, PoolKey
 from egress.transport.proxy_hop import (
@@ -520,7 +520,7 @@ class _AsyncReleasingStream(httpx.AsyncByteStream):
                 await release()
 
 
-class SourceTransport(httpx.BaseTransport):
+class SourceTransport(FollowsSource[EgressTransport], httpx.BaseTransport):
     """An httpx transport that follows a :class:`~egress.sources.SettingsSource`.
 
     Each request takes the source's current snapshot when it starts and is planned and carried
@@ -535,18 +535,6 @@ class SourceTransport(httpx.BaseTransport):
         self._following: Following[EgressTransport] = Following(
             source, lambda settings: EgressTransport(settings, **options), _share
         )
-
-    @property
-    def source(self) -> SettingsSource:
-        return self._following.source
-
-    @property
-    def settings(self) -> Settings:
-        return self._following.source.current().settings
-
-    def current(self) -> EgressTransport:
-        """The transport of the current snapshot."""
-        return self._following.current().transport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         following = self._following
@@ -581,25 +569,13 @@ class SourceTransport(httpx.BaseTransport):
         return f"<SourceTransport {self._following.source!r}>"
 
 
-class AsyncSourceTransport(httpx.AsyncBaseTransport):
+class AsyncSourceTransport(FollowsSource[AsyncEgressTransport], httpx.AsyncBaseTransport):
     """The async twin of :class:`SourceTransport`."""
 
     def __init__(self, source: SettingsSource, **options: Any) -> None:
         self._following: Following[AsyncEgressTransport] = Following(
             source, lambda settings: AsyncEgressTransport(settings, **options), _share
         )
-
-    @property
-    def source(self) -> SettingsSource:
-        return self._following.source
-
-    @property
-    def settings(self) -> Settings:
-        return self._following.source.current().settings
-
-    def current(self) -> AsyncEgressTransport:
-        """The transport of the current snapshot."""
-        return self._following.current().transport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         following = self._following

@@ -20,7 +20,7 @@ from egress.settings import ProxySettings, Settings
 if TYPE_CHECKING:
     from egress.sources import SettingsSource, Snapshot
 
-__all__ = ["Following", "Generation", "PoolSet", "pool_identity"]
+__all__ = ["Following", "FollowsSource", "Generation", "PoolSet", "pool_identity"]
 
 
 _Transport = TypeVar("_Transport")
@@ -142,3 +142,22 @@ class Following(Generic[_Transport]):
             for pools in sets:
                 pools.closed = True
             return sets
+
+
+class FollowsSource(Generic[_Transport]):
+    """What every source-following transport or adapter answers the same way: its source, the
+    source's current settings, and the transport of the current snapshot."""
+
+    _following: Following[_Transport]
+
+    @property
+    def source(self) -> SettingsSource:
+        return self._following.source
+
+    @property
+    def settings(self) -> Settings:
+        return self._following.source.current().settings
+
+    def current(self) -> _Transport:
+        """The transport (or adapter) of the current snapshot."""
+        return self._following.current().transport

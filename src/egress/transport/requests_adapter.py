@@ -77,7 +77,7 @@ from egress.transport.failures import (
     refusal_by_proxy,
     scrub_chain,
 )
-from egress.transport.follow import Following
+from egress.transport.follow import Following, FollowsSource
 from egress.transport.intercept import intercepted
 from egress.transport.plan import DEFAULT_TIMEOUT_SECONDS, Plan, Planner, basic_token
 from egress.transport.trust import (
@@ -510,7 +510,7 @@ def _pinned(request: PreparedRequest, ip: str) -> PreparedRequest:
     return pinned
 
 
-class SourceAdapter(BaseAdapter):
+class SourceAdapter(FollowsSource[EgressAdapter], BaseAdapter):
     """A requests adapter that follows a :class:`~egress.sources.SettingsSource`.
 
     Each request takes the source's current snapshot when it starts and is sent by that
@@ -525,18 +525,6 @@ class SourceAdapter(BaseAdapter):
         self._following: Following[EgressAdapter] = Following(
             source, lambda settings: EgressAdapter(settings, **options), _share
         )
-
-    @property
-    def source(self) -> SettingsSource:
-        return self._following.source
-
-    @property
-    def settings(self) -> Settings:
-        return self._following.source.current().settings
-
-    def current(self) -> EgressAdapter:
-        """The adapter of the current snapshot."""
-        return self._following.current().transport
 
     def send(
         self,
