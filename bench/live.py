@@ -1,4 +1,4 @@
-"""How long a saved change takes to reach a component's requests (issue 11, live settings).
+"""How long a saved change takes to reach a component's requests (live settings).
 
 A real ``egress console`` process (SQLite in a temp dir, the admin password from
 ``EGRESS_ADMIN_PASSWORD``) holds settings whose proxy is a real Squid on loopback. A client,
@@ -10,7 +10,7 @@ answer to the start of the first request whose decision (read from the response)
 route. Target: p99 under 2 s. The baseline is the poll interval: a change waits for the next
 poll, so the mean should be about interval/2 plus one poll's round trip.
 
-Then the second question of live settings' issue, the cost of observability on the data path,
+Then the second question about live settings, the cost of observability on the data path,
 is answered by ``bench/observability.py`` (decision logging and metrics on vs off over 2,000
 requests through Squid), run from here with its defaults; run it alone for ``--what``.
 

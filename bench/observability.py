@@ -1,6 +1,6 @@
 """Benchmark: what decision logging and metrics cost on the data path, in client CPU per request.
 
-The target (issue 11, README "Observability"): through Squid, with keep-alive, an
+The target (README "Observability"): through Squid, with keep-alive, an
 ``egress.Client`` with observability on (the ``egress.decision`` logger at DEBUG with a handler
 writing to a null stream, and Prometheus metrics in a registry) spends at most 1.02x the client
 CPU per request of the same client with both off.

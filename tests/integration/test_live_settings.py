@@ -35,7 +35,7 @@ from egress.transport.clients import DECISION_EXTENSION, SNAPSHOT_EXTENSION
 pytestmark = pytest.mark.integration
 
 HOST = names.API_SAAS
-SWITCH_DEADLINE = 5.0  # the bound: a change is followed within 5 s
+SWITCH_DEADLINE = 5.0  # a change is followed within 5 s (README "Live settings")
 ADMIN_PASSWORD = "admin-password-for-live-tests"
 
 

@@ -64,7 +64,7 @@ __all__ = [
     "settings_document",
 ]
 
-# -- the names the parts share (contract of issues 11 and 12) -------------------------------------
+# -- the names the parts share (the webhook and the sources use them) ------------------------------
 
 SETTINGS_CONFIGMAP: Final = "egress-settings"
 SETTINGS_KEY: Final = "egress.yaml"

@@ -1,1 +1,1 @@
-"""The admission webhook: proxy variables, trust and settings injected into pods (issue 12)."""
+"""The admission webhook: proxy variables, trust and settings injected into pods."""
